@@ -1,0 +1,136 @@
+// The one configuration schema. Everything an operator can set is here, with its default;
+// secrets are read from files (or named environment variables), never written inline.
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+
+/** A secret comes from a file (Kubernetes Secret volume) or an environment variable. */
+const secretRef = z
+  .strictObject({
+    file: z.string().min(1).optional(),
+    env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name').optional(),
+  })
+  .refine((s) => Boolean(s.file) !== Boolean(s.env), { message: 'set exactly one of "file" or "env"' });
+export type SecretRef = z.infer<typeof secretRef>;
+
+const redisAuth = z.strictObject({
+  /** ACL user; omit for the default user (requirepass). */
+  username: z.string().min(1).optional(),
+  password: secretRef.optional(),
+});
+
+const tls = z.strictObject({
+  enabled: z.boolean().default(false),
+  caFile: z.string().optional(),
+  certFile: z.string().optional(),
+  keyFile: z.string().optional(),
+  /** Only for test setups: skips certificate verification. */
+  insecureSkipVerify: z.boolean().default(false),
+});
+
+const hostPort = z.string().regex(/^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, 'must be host:port');
+
+const dns1123Label = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+
+const masterSet = z.strictObject({
+  /** The Sentinel master name, e.g. "mymaster" (Bitnami's default). */
+  name: z.string().min(1).max(128).regex(/^[A-Za-z0-9._-]+$/, 'letters, digits, ".", "_" and "-" only'),
+  /** Sentinels as host:port. A DNS name that resolves to several addresses counts as several sentinels. */
+  sentinels: z.array(hostPort).min(1),
+  /** Agreeing sentinels needed; default: a strict majority of the sentinels found. */
+  quorum: z.number().int().min(1).optional(),
+  sentinelAuth: redisAuth.default({}),
+  redisAuth: redisAuth.default({}),
+  tls: tls.default({ enabled: false, insecureSkipVerify: false }),
+  /** The ExternalName Service that must name the master. */
+  target: z.strictObject({
+    namespace: z.string().regex(dns1123Label, 'must be a DNS-1123 label'),
+    name: z.string().regex(dns1123Label, 'must be a DNS-1123 label'),
+  }),
+  /** Where to look up pods by IP when Sentinel announces IPs; default: the target's namespace. */
+  podNamespace: z.string().regex(dns1123Label).optional(),
+  clusterDomain: z.string().optional(),
+});
+export type MasterSetConfig = z.infer<typeof masterSet>;
+
+export const configSchema = z.strictObject({
+  listen: z
+    .strictObject({ host: z.string().default('0.0.0.0'), port: z.number().int().min(1).max(65535).default(8080) })
+    .default({ host: '0.0.0.0', port: 8080 }),
+  /** Bearer token for the webhook and the manual trigger. */
+  token: secretRef,
+  reconcileIntervalSeconds: z.number().min(1).max(86_400).default(30),
+  /** Per-request timeout when asking a sentinel or a Redis node. */
+  redisTimeoutMs: z.number().int().min(10).max(30_000).default(500),
+  /** After an event that the majority does not (yet) confirm, look again this much later. */
+  followUpMs: z.number().int().min(0).max(60_000).default(1_000),
+  bodyLimitBytes: z.number().int().min(256).max(1_048_576).default(4_096),
+  kubernetes: z
+    .strictObject({
+      /** Path to a kubeconfig for local runs; default: the in-cluster ServiceAccount. */
+      kubeconfig: z.string().optional(),
+      clusterDomain: z.string().default('cluster.local'),
+      timeoutMs: z.number().int().min(100).max(60_000).default(5_000),
+    })
+    .default({ clusterDomain: 'cluster.local', timeoutMs: 5_000 }),
+  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
+  masterSets: z
+    .array(masterSet)
+    .min(1)
+    .refine((sets) => new Set(sets.map((s) => s.name)).size === sets.length, 'master set names must be unique'),
+});
+export type Config = z.infer<typeof configSchema>;
+
+export class ConfigError extends Error {}
+
+/** Turns zod issues into lines an operator can act on: the field path and what it must be. */
+export function describeIssues(error: z.ZodError, source: string): string {
+  const lines = error.issues.map((i) => {
+    const path = i.path.length ? i.path.join('.') : '(top level)';
+    return `  ${path}: ${i.message}`;
+  });
+  return `invalid configuration in ${source}:\n${lines.join('\n')}`;
+}
+
+export function parseConfig(raw: unknown, source = 'config'): Config {
+  const result = configSchema.safeParse(raw);
+  if (!result.success) throw new ConfigError(describeIssues(result.error, source));
+  return result.data;
+}
+
+/** Reads YAML or JSON (JSON is YAML) from a file. */
+export function loadConfigFile(path: string): Config {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`cannot read config file ${path}: ${(err as Error).message}; set --config or SENTINEL_SWITCH_CONFIG`);
+  }
+  let raw: unknown;
+  try {
+    raw = parseYaml(text);
+  } catch (err) {
+    throw new ConfigError(`config file ${path} is not valid YAML/JSON: ${(err as Error).message}`);
+  }
+  return parseConfig(raw, path);
+}
+
+/**
+ * Resolves a secret. A file's trailing newline (kubectl create secret --from-file, echo > file)
+ * is not part of the secret.
+ */
+export function readSecret(ref: SecretRef, what: string, env: NodeJS.ProcessEnv = process.env): string {
+  let value: string | undefined;
+  if (ref.file) {
+    try {
+      value = readFileSync(ref.file, 'utf8').replace(/\r?\n$/, '');
+    } catch (err) {
+      throw new ConfigError(`cannot read ${what} from file ${ref.file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+  } else if (ref.env) {
+    value = env[ref.env];
+    if (value === undefined) throw new ConfigError(`${what}: environment variable ${ref.env} is not set`);
+  }
+  if (!value) throw new ConfigError(`${what} is empty (${ref.file ? `file ${ref.file}` : `env ${ref.env}`})`);
+  return value;
+}

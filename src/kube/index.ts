@@ -1,0 +1,193 @@
+// Where decisions are applied: the target ExternalName Service, the pod lookup for IP-announcing
+// Sentinels, and Events that tell the story on `kubectl describe svc`. Every Kubernetes error is
+// turned into a sentence naming the object and, for 403, the missing RBAC verb.
+import { ApiException, CoreV1Api, KubeConfig, PatchStrategy, setHeaderOptions, type V1Service } from '@kubernetes/client-node';
+import type { Config } from '../config.ts';
+import type { ServiceState } from '../decide/index.ts';
+
+export const ANNOTATION_PREFIX = 'sentinel-switch.io/';
+export const annotations = {
+  switchedAt: `${ANNOTATION_PREFIX}last-switch-at`,
+  previousTarget: `${ANNOTATION_PREFIX}previous-target`,
+  reason: `${ANNOTATION_PREFIX}last-switch-reason`,
+  master: `${ANNOTATION_PREFIX}master`,
+} as const;
+
+export interface ServiceRef {
+  namespace: string;
+  name: string;
+}
+export const serviceId = (s: ServiceRef): string => `${s.namespace}/${s.name}`;
+
+/** An API failure, classified so that reconcile can say "retry later" (unavailable) or "operator must act". */
+export class KubeError extends Error {
+  readonly kind: 'forbidden' | 'conflict' | 'not-found' | 'invalid' | 'unavailable';
+  readonly status: number | undefined;
+  constructor(kind: KubeError['kind'], message: string, status?: number) {
+    super(message);
+    this.kind = kind;
+    this.status = status;
+  }
+}
+
+export interface PodMatch {
+  name: string;
+  hostname?: string;
+  subdomain?: string;
+  namespace: string;
+}
+
+export class Kube {
+  readonly #api: CoreV1Api;
+  readonly #timeoutMs: number;
+  readonly identity: string;
+
+  constructor(kc: KubeConfig, timeoutMs: number) {
+    this.#api = kc.makeApiClient(CoreV1Api);
+    this.#timeoutMs = timeoutMs;
+    this.identity = kc.getCurrentUser()?.name ?? 'sentinel-switch';
+  }
+
+  static fromConfig(cfg: Config['kubernetes']): Kube {
+    const kc = new KubeConfig();
+    if (cfg.kubeconfig) kc.loadFromFile(cfg.kubeconfig);
+    else kc.loadFromCluster();
+    return new Kube(kc, cfg.timeoutMs);
+  }
+
+  async getService(ref: ServiceRef): Promise<ServiceState & { uid?: string; annotations?: Record<string, string> }> {
+    try {
+      const svc = await this.#call(this.#api.readNamespacedService({ namespace: ref.namespace, name: ref.name }));
+      return {
+        exists: true,
+        type: svc.spec?.type ?? 'ClusterIP',
+        externalName: svc.spec?.externalName,
+        resourceVersion: svc.metadata?.resourceVersion ?? '',
+        uid: svc.metadata?.uid,
+        annotations: svc.metadata?.annotations,
+      };
+    } catch (err) {
+      const e = this.#explain(err, 'get', 'services', ref);
+      if (e.kind === 'not-found') return { exists: false };
+      throw e;
+    }
+  }
+
+  /**
+   * Points the Service at `target`. The resourceVersion read before the decision goes into the
+   * patch, so the API server refuses it (409) if anyone wrote in between: a racing replica can
+   * never overwrite a newer target with an older one.
+   */
+  async patchService(ref: ServiceRef, p: { target: string; resourceVersion: string; previousTarget?: string; reason: string; master: string; at: Date }): Promise<V1Service> {
+    const body = {
+      metadata: {
+        resourceVersion: p.resourceVersion,
+        annotations: {
+          [annotations.switchedAt]: p.at.toISOString(),
+          [annotations.previousTarget]: p.previousTarget ?? '',
+          [annotations.reason]: p.reason,
+          [annotations.master]: p.master,
+        },
+      },
+      spec: { externalName: p.target },
+    };
+    try {
+      return await this.#call(
+        this.#api.patchNamespacedService({ namespace: ref.namespace, name: ref.name, body, fieldManager: 'sentinel-switch' }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch)),
+      );
+    } catch (err) {
+      throw this.#explain(err, 'patch', 'services', ref);
+    }
+  }
+
+  /** The pod that has this IP; used when Sentinel announces IPs, which CoreDNS cannot serve as ExternalName. */
+  async findPodByIp(namespace: string, ip: string): Promise<PodMatch | undefined> {
+    try {
+      const list = await this.#call(this.#api.listNamespacedPod({ namespace, fieldSelector: `status.podIP=${ip}` }));
+      // A finished pod can keep its old IP in status; only a live one counts.
+      const live = list.items.filter((p) => !['Succeeded', 'Failed'].includes(p.status?.phase ?? '') && !p.metadata?.deletionTimestamp);
+      const pod = live[0] ?? list.items[0];
+      if (!pod) return undefined;
+      return { name: pod.metadata?.name ?? '', hostname: pod.spec?.hostname, subdomain: pod.spec?.subdomain, namespace };
+    } catch (err) {
+      throw this.#explain(err, 'list', 'pods', { namespace, name: `(status.podIP=${ip})` });
+    }
+  }
+
+  /** A core/v1 Event on the Service, so `kubectl describe svc` shows each switch and each failure. */
+  async recordEvent(ref: ServiceRef, e: { type: 'Normal' | 'Warning'; reason: string; message: string; uid?: string }): Promise<void> {
+    const now = new Date();
+    try {
+      await this.#call(
+        this.#api.createNamespacedEvent({
+          namespace: ref.namespace,
+          body: {
+            metadata: { generateName: `${ref.name}.`, namespace: ref.namespace },
+            involvedObject: { apiVersion: 'v1', kind: 'Service', name: ref.name, namespace: ref.namespace, uid: e.uid },
+            type: e.type,
+            reason: e.reason,
+            message: e.message.slice(0, 1024),
+            source: { component: 'sentinel-switch' },
+            reportingComponent: 'sentinel-switch',
+            reportingInstance: process.env.HOSTNAME ?? 'sentinel-switch',
+            firstTimestamp: now,
+            lastTimestamp: now,
+            count: 1,
+          },
+        }),
+      );
+    } catch (err) {
+      throw this.#explain(err, 'create', 'events', { namespace: ref.namespace, name: ref.name });
+    }
+  }
+
+  async #call<T>(p: Promise<T>): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      return await Promise.race([
+        p,
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new KubeError('unavailable', `Kubernetes API did not answer within ${this.#timeoutMs} ms`)), this.#timeoutMs);
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  #explain(err: unknown, verb: string, resource: string, ref: ServiceRef): KubeError {
+    if (err instanceof KubeError) return err;
+    const what = `${resource} ${serviceId(ref)}`;
+    if (err instanceof ApiException) {
+      const detail = apiMessage(err.body) ?? err.message;
+      switch (err.code) {
+        case 403:
+          return new KubeError('forbidden', `RBAC: ${verb} ${what} is forbidden (${detail}); grant verb "${verb}" on "${resource}" in namespace ${ref.namespace} to sentinel-switch's Role`, 403);
+        case 404:
+          return new KubeError('not-found', `${what} not found`, 404);
+        case 409:
+          return new KubeError('conflict', `${what} changed while we decided (resourceVersion conflict); will decide again`, 409);
+        case 422:
+        case 400:
+          return new KubeError('invalid', `API server rejected ${verb} ${what}: ${detail}`, err.code);
+        case 401:
+          return new KubeError('forbidden', `API server rejected our credentials for ${verb} ${what} (401): check the ServiceAccount token or kubeconfig`, 401);
+        default:
+          return new KubeError('unavailable', `API server answered ${err.code} to ${verb} ${what}: ${detail}`, err.code);
+      }
+    }
+    return new KubeError('unavailable', `Kubernetes API unreachable for ${verb} ${what}: ${(err as Error)?.message ?? String(err)}`);
+  }
+}
+
+function apiMessage(body: unknown): string | undefined {
+  if (typeof body === 'string') {
+    try {
+      return (JSON.parse(body) as { message?: string }).message ?? body;
+    } catch {
+      return body;
+    }
+  }
+  if (body && typeof body === 'object' && 'message' in body) return String((body as { message: unknown }).message);
+  return undefined;
+}

@@ -1,0 +1,67 @@
+// Prometheus metrics, one registry per app so tests can build several apps in one process.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
+  const registry = new Registry();
+  if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'sentinel_switch_' });
+  const registers = [registry];
+  return {
+    registry,
+    switches: new Counter({
+      name: 'sentinel_switch_switches_total',
+      help: 'Writes that pointed the target Service at a new verified master.',
+      labelNames: ['master_set'],
+      registers,
+    }),
+    reconcileRuns: new Counter({
+      name: 'sentinel_switch_reconcile_runs_total',
+      help: 'Reconcile runs by what triggered them (hook, manual, timer, follow-up) and how they ended (switched, unchanged, unverified, failed).',
+      labelNames: ['master_set', 'reason', 'result'],
+      registers,
+    }),
+    hookToPatch: new Histogram({
+      name: 'sentinel_switch_hook_to_patch_seconds',
+      help: 'From a hook request arriving to the Service patch being acknowledged by the API server.',
+      labelNames: ['master_set'],
+      buckets: [0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers,
+    }),
+    sentinelVotes: new Gauge({
+      name: 'sentinel_switch_sentinel_agreeing',
+      help: 'Sentinels that named the elected master in the last reconcile run.',
+      labelNames: ['master_set'],
+      registers,
+    }),
+    sentinelsAsked: new Gauge({
+      name: 'sentinel_switch_sentinels_asked',
+      help: 'Sentinels asked in the last reconcile run.',
+      labelNames: ['master_set'],
+      registers,
+    }),
+    sentinelDisagreements: new Counter({
+      name: 'sentinel_switch_sentinel_disagreements_total',
+      help: 'Reconcile runs in which at least one sentinel named another master or did not answer.',
+      labelNames: ['master_set'],
+      registers,
+    }),
+    staleEvents: new Counter({
+      name: 'sentinel_switch_stale_events_total',
+      help: 'Hook events whose "to" address the Sentinel majority and ROLE did not confirm (nothing was written for them).',
+      labelNames: ['master_set'],
+      registers,
+    }),
+    unauthorized: new Counter({
+      name: 'sentinel_switch_unauthorized_requests_total',
+      help: 'Requests refused for a missing or wrong bearer token.',
+      labelNames: ['route'],
+      registers,
+    }),
+    lastSwitch: new Gauge({
+      name: 'sentinel_switch_last_switch_timestamp_seconds',
+      help: 'Unix time of the last switch made by this instance.',
+      labelNames: ['master_set'],
+      registers,
+    }),
+  };
+}
+export type Metrics = ReturnType<typeof createMetrics>;

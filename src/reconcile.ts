@@ -1,0 +1,293 @@
+// RunOnce for one master set: ask the sentinels, verify, decide, apply. The webhook, the manual
+// trigger and the timer all call reconcile(masterSet, reason); runs of one master set never
+// overlap (one running, at most one pending that every later caller shares), so the N hook calls
+// of one failover end in one write.
+import type { Logger } from 'pino';
+import type { Config, MasterSetConfig } from './config.ts';
+import { type Address, addressKey, classifyHost, confirms, planService, podDnsName, tally, verify, type Vote } from './decide/index.ts';
+import { type Kube, KubeError, serviceId } from './kube/index.ts';
+import type { Metrics } from './metrics.ts';
+import type { SentinelClient } from './sentinel/index.ts';
+
+export type Reason = 'hook' | 'manual' | 'timer' | 'follow-up';
+
+export interface Outcome {
+  masterSet: string;
+  reason: Reason;
+  /** switched: the Service now names the new master; unchanged: it already did; unverified: no
+   * majority or ROLE is not master (nothing written); failed: Kubernetes or config problem. */
+  result: 'switched' | 'unchanged' | 'unverified' | 'failed';
+  changed: boolean;
+  /** Whether trying again soon may help (unverified, API unavailable); false when an operator must act. */
+  retryable: boolean;
+  service: string;
+  master?: Address;
+  target?: string;
+  previousTarget?: string;
+  why?: string;
+  votes: { sentinel: string; master?: string; error?: string }[];
+  role?: string;
+  durationMs: number;
+}
+
+export interface ReconcileOptions {
+  /** The master a hook event claimed; only compared with the verified answer, never written. */
+  claimed?: Address;
+  /** When the triggering request arrived (performance.now()), for the hook-to-patch histogram. */
+  receivedAt?: number;
+}
+
+interface Lane {
+  running?: Promise<Outcome>;
+  pending?: Promise<Outcome>;
+  followUp?: NodeJS.Timeout;
+  lastWarning?: string;
+}
+
+export class Reconciler {
+  readonly #config: Config;
+  readonly #sets: Map<string, MasterSetConfig>;
+  readonly #sentinels: Map<string, SentinelClient>;
+  readonly #kube: Kube;
+  readonly #log: Logger;
+  readonly #metrics: Metrics;
+  readonly #lanes = new Map<string, Lane>();
+  readonly #background = new Set<Promise<unknown>>();
+  /** The target Service's uid, from the last read: Events need it to show on `kubectl describe`. */
+  readonly #serviceUids = new Map<string, string | undefined>();
+  #timer: NodeJS.Timeout | undefined;
+  #stopped = false;
+
+  constructor(deps: { config: Config; sentinels: Map<string, SentinelClient>; kube: Kube; log: Logger; metrics: Metrics }) {
+    this.#config = deps.config;
+    this.#sets = new Map(deps.config.masterSets.map((s) => [s.name, s]));
+    this.#sentinels = deps.sentinels;
+    this.#kube = deps.kube;
+    this.#log = deps.log;
+    this.#metrics = deps.metrics;
+  }
+
+  has(masterSet: string): boolean {
+    return this.#sets.has(masterSet);
+  }
+
+  get masterSets(): string[] {
+    return [...this.#sets.keys()];
+  }
+
+  reconcile(masterSet: string, reason: Reason, opts: ReconcileOptions = {}): Promise<Outcome> {
+    if (!this.#sets.has(masterSet)) throw new Error(`unknown master set ${masterSet}`);
+    const lane = this.#lanes.get(masterSet) ?? {};
+    this.#lanes.set(masterSet, lane);
+    const result = this.#submit(lane, masterSet, reason);
+    void result.then((o) => this.#afterCaller(lane, o, opts), () => undefined);
+    return result;
+  }
+
+  reconcileAll(reason: Reason): Promise<Outcome[]> {
+    return Promise.all(this.masterSets.map((m) => this.reconcile(m, reason)));
+  }
+
+  /** Runs every master set now, then every reconcileIntervalSeconds with +-10% jitter so replicas spread out. */
+  startTimer(): void {
+    const tick = (): void => {
+      if (this.#stopped) return;
+      this.#track(this.reconcileAll('timer'));
+      const base = this.#config.reconcileIntervalSeconds * 1000;
+      this.#timer = setTimeout(tick, base * (0.9 + Math.random() * 0.2));
+    };
+    tick();
+  }
+
+  /** Stops the timer and follow-ups, then waits for runs and Event writes already under way. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+    for (const lane of this.#lanes.values()) clearTimeout(lane.followUp);
+    const inFlight = [...this.#lanes.values()].flatMap((l) => [l.running, l.pending]).filter(Boolean);
+    await Promise.allSettled([...inFlight, ...this.#background]);
+  }
+
+  #submit(lane: Lane, masterSet: string, reason: Reason): Promise<Outcome> {
+    if (!lane.running && !lane.pending) {
+      const run = this.#execute(masterSet, reason).finally(() => {
+        if (lane.running === run) lane.running = undefined;
+      });
+      lane.running = run;
+      return run;
+    }
+    if (!lane.pending) {
+      // Everything that arrives while a run is under way shares ONE next run: it starts after
+      // the current one and so sees whatever the current one wrote.
+      const pending = (lane.running ?? Promise.resolve())
+        .catch(() => undefined)
+        .then(() => {
+          lane.pending = undefined;
+          const run = this.#execute(masterSet, reason).finally(() => {
+            if (lane.running === run) lane.running = undefined;
+          });
+          lane.running = run;
+          return run;
+        });
+      lane.pending = pending;
+    }
+    return lane.pending;
+  }
+
+  /** Per caller: metrics of the hook latency, and a follow-up look when an event was not (yet) confirmed. */
+  #afterCaller(lane: Lane, o: Outcome, opts: ReconcileOptions): void {
+    if (opts.receivedAt !== undefined && o.changed) {
+      this.#metrics.hookToPatch.observe({ master_set: o.masterSet }, (performance.now() - opts.receivedAt) / 1000);
+    }
+    if (!opts.claimed) return;
+    if (confirms(opts.claimed, o.master) || this.#stopped) return;
+    this.#metrics.staleEvents.inc({ master_set: o.masterSet });
+    // The leader's hook fires before the other sentinels learn the new epoch, so its event is
+    // often ahead of the majority: look again shortly instead of waiting for the timer.
+    if (!lane.followUp && this.#config.followUpMs > 0) {
+      lane.followUp = setTimeout(() => {
+        lane.followUp = undefined;
+        this.#track(this.reconcile(o.masterSet, 'follow-up'));
+      }, this.#config.followUpMs);
+    }
+  }
+
+  async #execute(masterSet: string, reason: Reason): Promise<Outcome> {
+    const set = this.#sets.get(masterSet)!;
+    const started = performance.now();
+    const log = this.#log.child({ masterSet, reason });
+    let outcome: Outcome;
+    for (let attempt = 1; ; attempt++) {
+      outcome = await this.#once(set, reason);
+      // A 409 means someone wrote between our read and our patch: decide again on fresh data.
+      if (!(outcome.result === 'failed' && outcome.why?.includes('resourceVersion conflict') && attempt < 3)) break;
+    }
+    outcome.durationMs = Math.round((performance.now() - started) * 1000) / 1000;
+    this.#record(set, outcome, log);
+    return outcome;
+  }
+
+  async #once(set: MasterSetConfig, reason: Reason): Promise<Outcome> {
+    const ref = set.target;
+    const base = { masterSet: set.name, reason, service: serviceId(ref), changed: false, durationMs: 0 };
+    const client = this.#sentinels.get(set.name)!;
+    // The Service is read while the sentinels are asked: the two are independent.
+    const current = this.#kube.getService(ref);
+    current.catch(() => undefined);
+    const votes = await client.askSentinels();
+    const shownVotes = votes.map(showVote);
+    const t = tally(votes, set.quorum);
+    const role = t.ok ? await client.askRole(t.master) : undefined;
+    const verdict = verify(t, role);
+    const roleText = role ? ('error' in role ? `error: ${role.error}` : role.role) : undefined;
+    const seen = { ...base, votes: shownVotes, role: roleText };
+    if (!verdict.ok) return { ...seen, result: 'unverified', retryable: true, why: verdict.why };
+    const master = verdict.master;
+    try {
+      const target = await this.#targetFor(set, master);
+      const state = await current;
+      if (state.exists) this.#serviceUids.set(set.name, state.uid);
+      const plan = planService(state, target, base.service);
+      if (plan.action === 'refuse') return { ...seen, master, result: 'failed', retryable: false, why: plan.why };
+      if (plan.action === 'none') return { ...seen, master, target, result: 'unchanged', retryable: false };
+      await this.#kube.patchService(ref, {
+        target,
+        resourceVersion: plan.resourceVersion,
+        previousTarget: plan.previousTarget,
+        reason,
+        master: addressKey(master),
+        at: new Date(),
+      });
+      return { ...seen, master, target, previousTarget: plan.previousTarget, changed: true, result: 'switched', retryable: false };
+    } catch (err) {
+      if (err instanceof KubeError) {
+        return { ...seen, master, result: 'failed', retryable: err.kind === 'unavailable' || err.kind === 'conflict', why: err.message };
+      }
+      if (err instanceof TargetError) return { ...seen, master, result: 'failed', retryable: false, why: err.message };
+      throw err;
+    }
+  }
+
+  /** The externalName for a master: a DNS name as is; an IP through its pod's DNS name, never the IP itself. */
+  async #targetFor(set: MasterSetConfig, master: Address): Promise<string> {
+    const host = classifyHost(master.host);
+    if (host.kind === 'hostname') return host.name;
+    if (host.kind === 'invalid') throw new TargetError(`Sentinel majority named ${host.why}`);
+    const namespace = set.podNamespace ?? set.target.namespace;
+    const pod = await this.#kube.findPodByIp(namespace, host.ip);
+    if (!pod) {
+      throw new TargetError(
+        `Sentinel announces IP ${host.ip} and no pod in namespace ${namespace} has it; an IP is never written to externalName (CoreDNS answers nothing for it): set podNamespace, or make Sentinel announce hostnames (Bitnami: useHostnames: true)`,
+      );
+    }
+    const name = podDnsName(pod, set.clusterDomain ?? this.#config.kubernetes.clusterDomain);
+    if (!name) throw new TargetError(`pod ${namespace}/${pod.name} has IP ${host.ip} but no spec.hostname/spec.subdomain, so it has no DNS name; run Redis as a StatefulSet with a headless Service`);
+    return name;
+  }
+
+  #record(set: MasterSetConfig, o: Outcome, log: Logger): void {
+    const labels = { master_set: set.name };
+    this.#metrics.reconcileRuns.inc({ ...labels, reason: o.reason, result: o.result });
+    this.#metrics.sentinelsAsked.set(labels, o.votes.length);
+    const elected = o.master ? addressKey(o.master) : undefined;
+    this.#metrics.sentinelVotes.set(labels, elected ? o.votes.filter((v) => v.master === elected).length : 0);
+    if (o.votes.some((v) => v.master !== elected || v.error)) this.#metrics.sentinelDisagreements.inc(labels);
+
+    const line = {
+      result: o.result,
+      changed: o.changed,
+      from: o.previousTarget,
+      to: o.target,
+      master: elected,
+      votes: o.votes,
+      role: o.role,
+      why: o.why,
+      duration_ms: o.durationMs,
+    };
+    const lane = this.#lanes.get(set.name)!;
+    if (o.result === 'switched') {
+      this.#metrics.switches.inc(labels);
+      this.#metrics.lastSwitch.set(labels, Date.now() / 1000);
+      log.info(line, 'switched');
+      lane.lastWarning = undefined;
+      this.#event(set, {
+        type: 'Normal',
+        reason: 'MasterSwitched',
+        message: `${o.reason}: ${o.previousTarget ?? '(none)'} -> ${o.target} (master ${elected}, ${o.votes.filter((v) => v.master === elected).length}/${o.votes.length} sentinels agree, ROLE master)`,
+      });
+    } else if (o.result === 'unchanged') {
+      log[o.reason === 'timer' ? 'debug' : 'info'](line, 'unchanged');
+      lane.lastWarning = undefined;
+    } else {
+      log.warn(line, o.result);
+      // A failure is told once on the Service, not on every timer tick while it lasts. An
+      // unverified hook run is normal mid-failover, so only a failing timer run is reported.
+      if (o.result === 'failed' || o.reason === 'timer') {
+        const message = `${o.reason}: not switched: ${o.why}`;
+        if (message !== lane.lastWarning) {
+          lane.lastWarning = message;
+          this.#event(set, { type: 'Warning', reason: o.result === 'failed' ? 'SwitchFailed' : 'MasterUnverified', message });
+        }
+      }
+    }
+  }
+
+  /** Events are written after the answer, off the hot path; a failure to write one is only logged. */
+  #event(set: MasterSetConfig, e: { type: 'Normal' | 'Warning'; reason: string; message: string }): void {
+    const p = this.#kube
+      .recordEvent(set.target, { ...e, uid: this.#serviceUids.get(set.name) })
+      .catch((err: Error) => this.#log.warn({ masterSet: set.name, err: err.message }, 'could not record Event'));
+    this.#track(p);
+  }
+
+  #track(p: Promise<unknown>): void {
+    this.#background.add(p);
+    void p.finally(() => this.#background.delete(p)).catch(() => undefined);
+  }
+}
+
+class TargetError extends Error {}
+
+function showVote(v: Vote): { sentinel: string; master?: string; error?: string } {
+  return 'master' in v ? { sentinel: v.sentinel, master: addressKey(v.master) } : { sentinel: v.sentinel, error: v.error };
+}

@@ -1,0 +1,59 @@
+// Probes and metrics. /readyz is "can this instance do its job now": the Kubernetes API answers
+// with our credentials and every master set has a reachable Sentinel majority. The answer is
+// cached briefly so a burst of probes does not become a burst of questions to Redis and the API.
+import type { FastifyInstance } from 'fastify';
+import type { Config } from '../config.ts';
+import { tally } from '../decide/index.ts';
+import { type Kube, KubeError, serviceId } from '../kube/index.ts';
+import type { Metrics } from '../metrics.ts';
+import type { SentinelClient } from '../sentinel/index.ts';
+
+interface Check {
+  name: string;
+  ok: boolean;
+  detail: string;
+}
+
+export async function healthRoutes(
+  app: FastifyInstance,
+  opts: { config: Config; kube: Kube; sentinels: Map<string, SentinelClient>; metrics: Metrics; cacheMs?: number },
+): Promise<void> {
+  const cacheMs = opts.cacheMs ?? 1_000;
+  let cached: { at: number; checks: Promise<Check[]> } | undefined;
+
+  app.get('/healthz', async () => ({ status: 'ok' }));
+
+  app.get('/readyz', async (_req, reply) => {
+    if (!cached || performance.now() - cached.at > cacheMs) cached = { at: performance.now(), checks: readiness(opts) };
+    const checks = await cached.checks;
+    const ready = checks.every((c) => c.ok);
+    return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not ready', checks });
+  });
+
+  app.get('/metrics', async (_req, reply) => {
+    return reply.type(opts.metrics.registry.contentType).send(await opts.metrics.registry.metrics());
+  });
+}
+
+async function readiness(opts: { config: Config; kube: Kube; sentinels: Map<string, SentinelClient> }): Promise<Check[]> {
+  const checks: Check[] = [{ name: 'config', ok: true, detail: `${opts.config.masterSets.length} master set(s) loaded` }];
+  const perSet = opts.config.masterSets.map(async (set): Promise<Check[]> => {
+    const service = serviceId(set.target);
+    const kubeCheck = opts.kube.getService(set.target).then(
+      (s) => ({ name: `kubernetes:${service}`, ok: true, detail: s.exists ? 'API answers; Service found' : 'API answers; Service not found yet' }),
+      (e: KubeError) => ({ name: `kubernetes:${service}`, ok: false, detail: e.message }),
+    );
+    const votes = await opts.sentinels.get(set.name)!.askSentinels();
+    const answering = votes.filter((v) => 'master' in v).length;
+    const needed = tally(votes, set.quorum).needed;
+    const failed = votes.filter((v) => 'error' in v).map((v) => ('error' in v ? v.error : ''));
+    const sentinelCheck: Check = {
+      name: `sentinels:${set.name}`,
+      ok: answering >= needed,
+      detail: `${answering}/${votes.length} sentinels answer, ${needed} needed` + (failed.length ? `; ${failed.join('; ')}` : ''),
+    };
+    return [sentinelCheck, await kubeCheck];
+  });
+  for (const c of await Promise.all(perSet)) checks.push(...c);
+  return checks;
+}
