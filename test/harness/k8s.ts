@@ -1,0 +1,305 @@
+// A real Kubernetes API server for the tests, the demo and the benchmarks: a thin TypeScript
+// layer over scripts/k8s.sh (which owns the processes, ports and certificates) and kubectl.
+// Plain Node can import this file too (type stripping): nothing here needs vitest except
+// testCluster(), which loads it lazily.
+import { execFile, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const SCRIPT = path.join(ROOT, 'scripts/k8s.sh');
+
+export interface Cluster {
+  /** Absolute directory with the cluster's state, logs, pid files and kubeconfig. */
+  dir: string;
+  /** Admin kubeconfig (client certificate in group system:masters). */
+  kubeconfigPath: string;
+  /** https://127.0.0.1:PORT; the port stays the same across stopApiServer/startApiServer. */
+  server: string;
+  /** PEM of the CA that signed the serving certificate. */
+  caPath: string;
+  /** Stops etcd and the API server (state and logs stay in dir). */
+  stop(): Promise<void>;
+  /** Makes the API unavailable, e.g. during a failover; etcd keeps the data. */
+  stopApiServer(): Promise<void>;
+  /** Starts the API server again with the same args and port; resolves once /readyz is ok. */
+  startApiServer(): Promise<void>;
+}
+
+export interface StartOptions {
+  /** Default: .sandbox/k8s in the repo, like `scripts/k8s.sh up`. */
+  dir?: string;
+  /** Stop the cluster automatically once this process exits (a crashed test run leaks nothing). */
+  ownerPid?: number;
+}
+
+export interface RunResult {
+  stdout: string;
+  stderr: string;
+  code: number;
+}
+
+export interface KubectlOptions {
+  /** Throw when kubectl exits non-zero (default true). */
+  check?: boolean;
+  /** Kill kubectl after this long (default 30 s), so a hung request fails the test instead. */
+  timeoutMs?: number;
+}
+
+function runScript(command: string, dir: string, extra: string[] = []): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    execFile('bash', [SCRIPT, command, '--dir', dir, ...extra], { maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
+      if (err) {
+        reject(new Error(`scripts/k8s.sh ${command} --dir ${dir} failed:\n${stderr || err.message}`));
+      } else {
+        resolve({ stdout, stderr, code: 0 });
+      }
+    });
+  });
+}
+
+/**
+ * Starts etcd + kube-apiserver in options.dir (or returns the one already running there) and
+ * resolves once /readyz is ok. The daemons outlive this process unless ownerPid is given.
+ */
+export async function startCluster(options: StartOptions = {}): Promise<Cluster> {
+  const dir = path.resolve(options.dir ?? path.join(ROOT, '.sandbox', 'k8s'));
+  const extra = options.ownerPid === undefined ? [] : ['--owner', String(options.ownerPid)];
+  await runScript('up', dir, extra);
+  return connectCluster(dir);
+}
+
+/** True if the cluster in dir is up and its API server answers /readyz. */
+export async function isClusterRunning(dir: string): Promise<boolean> {
+  try {
+    await runScript('status', path.resolve(dir));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A Cluster for one that `scripts/k8s.sh up` (or startCluster) already started in dir. */
+export async function connectCluster(dir: string): Promise<Cluster> {
+  const abs = path.resolve(dir);
+  let env: string;
+  try {
+    env = await readFile(path.join(abs, 'cluster.env'), 'utf8');
+  } catch {
+    throw new Error(`no cluster in ${abs}: start one with startCluster() or scripts/k8s.sh up --dir ${abs}`);
+  }
+  const server = /^SERVER=(.+)$/m.exec(env)?.[1];
+  if (!server) throw new Error(`${abs}/cluster.env has no SERVER: the cluster never became ready`);
+  return {
+    dir: abs,
+    kubeconfigPath: path.join(abs, 'kubeconfig'),
+    server,
+    caPath: path.join(abs, 'pki', 'ca.crt'),
+    stop: async () => void (await runScript('down', abs)),
+    stopApiServer: async () => void (await runScript('stop-apiserver', abs)),
+    startApiServer: async () => void (await runScript('start-apiserver', abs)),
+  };
+}
+
+let kubectlPath: Promise<string> | undefined;
+
+// scripts/dev.sh exports the binaries' folder; anything else (an editor's vitest, a bare node)
+// asks env.sh, the one place that knows where the pinned build lives.
+function kubectlBinary(): Promise<string> {
+  kubectlPath ??= new Promise((resolve, reject) => {
+    const known = process.env.SENTINEL_SWITCH_K8S_BIN;
+    if (known) return resolve(path.join(known, 'kubectl'));
+    execFile('bash', ['-c', 'source scripts/lib/env.sh && printf %s "$SENTINEL_SWITCH_K8S_BIN"'], { cwd: ROOT }, (err, stdout) =>
+      err ? reject(err) : resolve(path.join(stdout, 'kubectl')),
+    );
+  });
+  return kubectlPath;
+}
+
+/** Runs kubectl against kubeconfig; throws with its stderr on failure unless options.check is false. */
+export async function kubectl(
+  kubeconfig: string,
+  args: string[],
+  stdin?: string,
+  options: KubectlOptions = {},
+): Promise<RunResult> {
+  const bin = await kubectlBinary();
+  const { check = true, timeoutMs = 30_000 } = options;
+  const result = await new Promise<RunResult>((resolve, reject) => {
+    const child = spawn(bin, ['--kubeconfig', kubeconfig, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, timeoutMs);
+    child.stdout.on('data', (b: Buffer) => out.push(b));
+    child.stderr.on('data', (b: Buffer) => err.push(b));
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      const stderr = Buffer.concat(err).toString() + (timedOut ? `\nkubectl killed after ${timeoutMs} ms` : '');
+      resolve({ stdout: Buffer.concat(out).toString(), stderr, code: code ?? 1 });
+    });
+    child.stdin.on('error', () => {}); // kubectl may exit before reading stdin; its exit code tells
+    child.stdin.end(stdin ?? '');
+  });
+  if (check && result.code !== 0) {
+    throw new Error(`kubectl ${args.join(' ')} failed (exit ${result.code}):\n${result.stderr.trim()}`);
+  }
+  return result;
+}
+
+/** kubectl with a JSON object on stdin (`create -f -`, `apply -f -`...). */
+export function kubectlJson(kubeconfig: string, args: string[], object: unknown, options?: KubectlOptions): Promise<RunResult> {
+  return kubectl(kubeconfig, [...args, '-f', '-'], JSON.stringify(object), options);
+}
+
+function uniqueName(prefix: string): string {
+  const base = prefix.toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 50) || 'test';
+  return `${base}-${randomBytes(4).toString('hex')}`;
+}
+
+/**
+ * Creates a namespace with a unique name and returns it. Also creates its `default`
+ * ServiceAccount, which controller-manager would create on a real cluster and without which the
+ * ServiceAccount admission plugin rejects every pod. Namespaces are never deleted: without
+ * controller-manager they would stay Terminating forever anyway.
+ */
+export async function createNamespace(kubeconfig: string, prefix: string): Promise<string> {
+  const name = uniqueName(prefix);
+  await kubectl(kubeconfig, ['create', 'namespace', name]);
+  await kubectl(kubeconfig, ['create', 'serviceaccount', 'default', '-n', name]);
+  return name;
+}
+
+export async function createServiceAccount(kubeconfig: string, namespace: string, name: string): Promise<void> {
+  await kubectl(kubeconfig, ['create', 'serviceaccount', name, '-n', namespace]);
+}
+
+export interface TokenOptions {
+  /** Token lifetime; the TokenRequest API refuses less than 600 (default 3600). */
+  expirationSeconds?: number;
+}
+
+/**
+ * Mints a token for an existing ServiceAccount with the TokenRequest API (`kubectl create token`)
+ * and writes a kubeconfig that uses it, pinned to the cluster's CA. Returns the kubeconfig's path.
+ */
+export async function serviceAccountKubeconfig(
+  cluster: Cluster,
+  namespace: string,
+  serviceAccount: string,
+  options: TokenOptions = {},
+): Promise<string> {
+  const seconds = options.expirationSeconds ?? 3600;
+  const { stdout } = await kubectl(cluster.kubeconfigPath, [
+    'create', 'token', serviceAccount, '-n', namespace, `--duration=${seconds}s`,
+  ]);
+  const token = stdout.trim();
+  const ca = (await readFile(cluster.caPath)).toString('base64');
+  const user = `system:serviceaccount:${namespace}:${serviceAccount}`;
+  // JSON is valid YAML, and kubectl and @kubernetes/client-node both read it.
+  const config = {
+    apiVersion: 'v1',
+    kind: 'Config',
+    clusters: [{ name: 'sentinel-switch', cluster: { server: cluster.server, 'certificate-authority-data': ca } }],
+    users: [{ name: user, user: { token } }],
+    contexts: [{ name: user, context: { cluster: 'sentinel-switch', user, namespace } }],
+    'current-context': user,
+  };
+  const folder = path.join(cluster.dir, 'sa-kubeconfigs');
+  await mkdir(folder, { recursive: true, mode: 0o700 });
+  const file = path.join(folder, `${namespace}.${serviceAccount}.${randomBytes(3).toString('hex')}.yaml`);
+  await writeFile(file, JSON.stringify(config, null, 2), { mode: 0o600 });
+  return file;
+}
+
+export interface PodSpec {
+  name: string;
+  /** spec.hostname and spec.subdomain, as a StatefulSet would set them. */
+  hostname?: string;
+  subdomain?: string;
+  podIP: string;
+  labels?: Record<string, string>;
+}
+
+/**
+ * Creates a Pod API object and gives it status.podIP/podIPs (and phase Running) through the
+ * status subresource, as a kubelet would. No node exists, so nothing ever runs it: the object is
+ * only there to be found, e.g. with --field-selector status.podIP=...
+ */
+export async function createPod(kubeconfig: string, namespace: string, pod: PodSpec): Promise<void> {
+  await kubectlJson(kubeconfig, ['create', '-n', namespace], {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name: pod.name, labels: pod.labels ?? {} },
+    spec: {
+      ...(pod.hostname ? { hostname: pod.hostname } : {}),
+      ...(pod.subdomain ? { subdomain: pod.subdomain } : {}),
+      automountServiceAccountToken: false,
+      containers: [{ name: 'redis', image: 'redis:8', ports: [{ containerPort: 6379, name: 'redis' }] }],
+    },
+  });
+  const status = { status: { phase: 'Running', podIP: pod.podIP, podIPs: [{ ip: pod.podIP }] } };
+  await kubectl(kubeconfig, [
+    'patch', 'pod', pod.name, '-n', namespace, '--subresource=status', '--type=merge', '-p', JSON.stringify(status),
+  ]);
+}
+
+/** Creates a selector-less Service of type ExternalName (no cluster IP, no endpoints). */
+export async function createExternalNameService(
+  kubeconfig: string,
+  namespace: string,
+  name: string,
+  externalName: string,
+): Promise<void> {
+  await kubectlJson(kubeconfig, ['create', '-n', namespace], {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name },
+    spec: { type: 'ExternalName', externalName },
+  });
+}
+
+// ------------------------------------------------------------------ the cluster of a test run
+
+/** Keys that test/harness/global-setup.ts provides to the test files. */
+declare module 'vitest' {
+  export interface ProvidedContext {
+    sentinelSwitchK8sDir: string;
+    sentinelSwitchKubeconfig: string;
+  }
+}
+
+/** Set by global-setup for every test process; points at DIR/kubeconfig. */
+export const TEST_KUBECONFIG_ENV = 'SENTINEL_SWITCH_TEST_KUBECONFIG';
+
+let testClusterPromise: Promise<Cluster> | undefined;
+
+/** The cluster test/harness/global-setup.ts started (or reused) for this test run. */
+export function testCluster(): Promise<Cluster> {
+  testClusterPromise ??= (async () => {
+    let dir: string | undefined;
+    if (process.env.VITEST) {
+      const { inject } = await import('vitest');
+      dir = inject('sentinelSwitchK8sDir') || undefined;
+    }
+    const kubeconfig = process.env[TEST_KUBECONFIG_ENV];
+    dir ??= kubeconfig ? path.dirname(kubeconfig) : undefined;
+    if (!dir) {
+      throw new Error(
+        `no test cluster: run the tests through vitest with test/harness/global-setup.ts, or set ${TEST_KUBECONFIG_ENV}` +
+          ' (SENTINEL_SWITCH_TEST_K8S=off disables the cluster)',
+      );
+    }
+    return connectCluster(dir);
+  })();
+  return testClusterPromise;
+}
