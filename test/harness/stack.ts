@@ -1,0 +1,198 @@
+// The whole sandbox of one scenario: real Redis + 3 Sentinels running our hook, a namespace in
+// the real API server with the ExternalName Service, Pod objects for the Redis nodes (so the
+// IP -> pod DNS name mapping is exercised), the shipped RBAC (deploy/rbac.yaml) with a minted
+// ServiceAccount token, and sentinel-switch as its own process using only that token.
+// Used by the end-to-end tests, `npm run demo`, `npm run bench` and `npm run chaos`.
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { KubeConfig, Watch } from '@kubernetes/client-node';
+import { parseAllDocuments, stringify } from 'yaml';
+import { type Cluster, createExternalNameService, createNamespace, createPod, kubectl, serviceAccountKubeconfig } from './k8s.ts';
+import { type RedisNode, type RedisSandbox, startRedisSandbox } from './redis.ts';
+import { repoRoot, type SwitchConfigInput, type SwitchProcess, startSwitch } from './switch.ts';
+
+export const HEADLESS = 'redis-headless';
+export const TARGET = 'redis-master';
+
+export interface StackOptions {
+  dir: string;
+  cluster: Cluster;
+  /** Start sentinel-switch (default true). */
+  startService?: boolean;
+  /** The hook script Sentinel runs; default scripts/client-reconfig.sh. */
+  hookScript?: string;
+  /** Environment of the hook, on top of URL and token. */
+  hookEnv?: Record<string, string>;
+  /** Overrides of the sentinel-switch config. */
+  config?: Partial<SwitchConfigInput>;
+  /** Verbs removed from deploy/rbac.yaml before it is applied (the RBAC test). */
+  withoutVerbs?: { resource: string; verb: string }[];
+  /** Redis sandbox options. */
+  redis?: { downAfterMs?: number; failoverTimeoutMs?: number };
+}
+
+export interface ServiceChange {
+  atMs: number;
+  type: string;
+  externalName?: string;
+  resourceVersion?: string;
+  annotations: Record<string, string>;
+}
+
+export interface Stack {
+  namespace: string;
+  token: string;
+  adminKubeconfig: string;
+  /** The ServiceAccount kubeconfig sentinel-switch runs with. */
+  switchKubeconfig: string;
+  redis: RedisSandbox;
+  service?: SwitchProcess;
+  /** The DNS name the Service must name for a node. */
+  dnsName(node: RedisNode | { host: string }): string;
+  /** The config sentinel-switch runs with (also for starting more replicas). */
+  switchConfig: SwitchConfigInput;
+  startService(name?: string): Promise<SwitchProcess>;
+  readService(): Promise<{ externalName?: string; resourceVersion: string; annotations: Record<string, string> }>;
+  /** Every change of the Service seen through an API watch, timestamped on arrival. */
+  serviceChanges: ServiceChange[];
+  /** Resolves once the Service names `externalName` (from the watch), or rejects after timeoutMs. */
+  waitForTarget(externalName: string, timeoutMs: number): Promise<ServiceChange>;
+  stop(): Promise<void>;
+}
+
+export async function startStack(opts: StackOptions): Promise<Stack> {
+  mkdirSync(opts.dir, { recursive: true });
+  const admin = opts.cluster.kubeconfigPath;
+  const namespace = await createNamespace(admin, 'ss');
+  const token = randomBytes(24).toString('hex');
+  const clusterDomain = 'cluster.local';
+  const switchPort = await (await import('./switch.ts')).freePort();
+  const url = `http://127.0.0.1:${switchPort}`;
+
+  const redis = await startRedisSandbox({
+    dir: join(opts.dir, 'redis'),
+    hook: {
+      script: opts.hookScript ?? join(repoRoot, 'scripts/client-reconfig.sh'),
+      env: { SENTINEL_SWITCH_URL: url, SENTINEL_SWITCH_TOKEN: token, SENTINEL_SWITCH_RETRY_SECONDS: '20', ...opts.hookEnv },
+    },
+    ...opts.redis,
+  });
+  const dnsName = (n: { host: string }): string => {
+    const node = redis.nodes.find((x) => x.host === n.host);
+    if (!node) throw new Error(`no Redis node at ${n.host}`);
+    return `${node.name}.${HEADLESS}.${namespace}.svc.${clusterDomain}`;
+  };
+  // The Redis nodes as the API server would know them: StatefulSet-like pods with their IPs.
+  for (const node of redis.nodes) {
+    await createPod(admin, namespace, { name: node.name, hostname: node.name, subdomain: HEADLESS, podIP: node.host, labels: { app: 'redis' } });
+  }
+  await createExternalNameService(admin, namespace, TARGET, dnsName(await redis.masterByMajority()));
+
+  // The RBAC we ship, exactly: sentinel-switch runs with a token of that ServiceAccount only.
+  const rbac = prepareRbac(readFileSync(join(repoRoot, 'deploy/rbac.yaml'), 'utf8'), namespace, opts.withoutVerbs ?? []);
+  await kubectl(admin, ['apply', '-n', namespace, '-f', '-'], rbac);
+  const switchKubeconfig = await serviceAccountKubeconfig(opts.cluster, namespace, 'sentinel-switch');
+
+  const switchConfig: SwitchConfigInput = {
+    reconcileIntervalSeconds: 30,
+    logLevel: 'debug',
+    kubernetes: { kubeconfig: switchKubeconfig, clusterDomain, timeoutMs: 3_000 },
+    masterSets: [
+      {
+        name: redis.masterSet,
+        sentinels: redis.sentinels.map((s) => `${s.host}:${s.port}`),
+        sentinelAuth: redis.sentinelPassword ? { password: { env: 'SENTINEL_PASSWORD' } } : {},
+        redisAuth: { password: { env: 'REDIS_PASSWORD' } },
+        target: { namespace, name: TARGET },
+      },
+    ],
+    ...opts.config,
+  };
+
+  const changes: ServiceChange[] = [];
+  const waiters = new Set<() => void>();
+  const kc = new KubeConfig();
+  kc.loadFromFile(admin);
+  const watch = await new Watch(kc).watch(
+    `/api/v1/namespaces/${namespace}/services`,
+    { fieldSelector: `metadata.name=${TARGET}` },
+    (type, obj: { spec?: { externalName?: string }; metadata?: { resourceVersion?: string; annotations?: Record<string, string> } }) => {
+      changes.push({
+        atMs: performance.timeOrigin + performance.now(),
+        type,
+        externalName: obj.spec?.externalName,
+        resourceVersion: obj.metadata?.resourceVersion,
+        annotations: obj.metadata?.annotations ?? {},
+      });
+      for (const w of waiters) w();
+    },
+    () => undefined,
+  );
+
+  const processes: SwitchProcess[] = [];
+  const stack: Stack = {
+    namespace,
+    token,
+    adminKubeconfig: admin,
+    switchKubeconfig,
+    redis,
+    dnsName,
+    switchConfig,
+    serviceChanges: changes,
+    async startService(name = 'sentinel-switch') {
+      const p = await startSwitch({ dir: opts.dir, name, token, port: processes.length === 0 ? switchPort : undefined, config: switchConfig, env: { REDIS_PASSWORD: redis.password, SENTINEL_PASSWORD: redis.sentinelPassword ?? '' } });
+      processes.push(p);
+      return p;
+    },
+    async readService() {
+      const { stdout } = await kubectl(admin, ['get', 'service', TARGET, '-n', namespace, '-o', 'json']);
+      const svc = JSON.parse(stdout) as { spec: { externalName?: string }; metadata: { resourceVersion: string; annotations?: Record<string, string> } };
+      return { externalName: svc.spec.externalName, resourceVersion: svc.metadata.resourceVersion, annotations: svc.metadata.annotations ?? {} };
+    },
+    waitForTarget(externalName, timeoutMs) {
+      return new Promise((resolve, reject) => {
+        const check = (): void => {
+          const hit = [...changes].reverse().find((c) => c.type !== 'DELETED');
+          if (hit?.externalName === externalName) {
+            waiters.delete(check);
+            clearTimeout(timer);
+            resolve(hit);
+          }
+        };
+        const timer = setTimeout(() => {
+          waiters.delete(check);
+          reject(new Error(`Service ${namespace}/${TARGET} did not name ${externalName} within ${timeoutMs} ms (last: ${changes.at(-1)?.externalName})`));
+        }, timeoutMs);
+        waiters.add(check);
+        check();
+      });
+    },
+    async stop() {
+      watch.abort();
+      await Promise.allSettled(processes.map((p) => p.stop()));
+      await redis.stop();
+    },
+  };
+  if (opts.startService !== false) stack.service = await stack.startService();
+  return stack;
+}
+
+/**
+ * deploy/rbac.yaml made ready for one namespace: the RoleBinding's subject gets the namespace
+ * (RBAC requires it for a ServiceAccount), and each verb in `cuts` is removed from the Role (a
+ * rule left with no verb goes), for the test that proves every verb is needed.
+ */
+function prepareRbac(text: string, namespace: string, cuts: { resource: string; verb: string }[]): string {
+  type Doc = { kind?: string; rules?: { resources?: string[]; verbs: string[] }[]; subjects?: { namespace?: string }[] };
+  const docs = parseAllDocuments(text).map((d) => d.toJS() as Doc);
+  for (const doc of docs) for (const subject of doc?.subjects ?? []) subject.namespace = namespace;
+  for (const cut of cuts) {
+    const role = docs.find((d) => d?.kind === 'Role');
+    const rule = role?.rules?.find((r) => r.resources?.includes(cut.resource) && r.verbs.includes(cut.verb));
+    if (!role?.rules || !rule) throw new Error(`deploy/rbac.yaml grants no ${cut.verb} on ${cut.resource} to remove`);
+    rule.verbs = rule.verbs.filter((v) => v !== cut.verb);
+    role.rules = role.rules.filter((r) => r.verbs.length > 0);
+  }
+  return docs.map((d) => stringify(d)).join('---\n');
+}
