@@ -95,7 +95,7 @@ export type Plan =
 
 export function planService(current: ServiceState, target: string, service: string): Plan {
   if (!current.exists) {
-    return { action: 'refuse', why: `Service ${service} does not exist: create it as type ExternalName (the Helm chart can, with createService: true)` };
+    return { action: 'refuse', why: `Service ${service} does not exist: create it as type ExternalName (the Helm chart does, with targetService.create: true)` };
   }
   if (current.type !== 'ExternalName') {
     return { action: 'refuse', why: `Service ${service} is of type ${current.type}; sentinel-switch only manages type ExternalName` };

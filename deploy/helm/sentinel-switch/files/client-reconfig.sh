@@ -1,0 +1,1 @@
+../../../../scripts/client-reconfig.sh

@@ -1,0 +1,199 @@
+{{/* Names. */}}
+{{- define "sentinel-switch.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "sentinel-switch.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "sentinel-switch.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "sentinel-switch.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "sentinel-switch.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "sentinel-switch.labels" -}}
+helm.sh/chart: {{ include "sentinel-switch.chart" . }}
+{{ include "sentinel-switch.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{- define "sentinel-switch.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "sentinel-switch.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "sentinel-switch.image" -}}
+{{- $tag := default .Chart.AppVersion .Values.image.tag -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s:%v@%s" .Values.image.repository $tag .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%v" .Values.image.repository $tag -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The bitnami/redis release: its fullname (Bitnami's common.names.fullname) and namespace. */}}
+{{- define "sentinel-switch.redisFullname" -}}
+{{- if .Values.redis.fullname -}}
+{{- .Values.redis.fullname | trunc 63 | trimSuffix "-" -}}
+{{- else if contains "redis" .Values.redis.releaseName -}}
+{{- .Values.redis.releaseName | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-redis" .Values.redis.releaseName | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "sentinel-switch.redisNamespace" -}}
+{{- default .Release.Namespace .Values.redis.namespace -}}
+{{- end -}}
+
+{{/* Token Secret: generated "<fullname>-token" or auth.existingSecret. */}}
+{{- define "sentinel-switch.tokenSecretName" -}}
+{{- default (printf "%s-token" (include "sentinel-switch.fullname" .)) .Values.auth.existingSecret -}}
+{{- end -}}
+
+{{- define "sentinel-switch.hookConfigMapName" -}}
+{{- printf "%s-hook" (include "sentinel-switch.fullname" .) -}}
+{{- end -}}
+
+{{/* What the Redis side puts in SENTINEL_SWITCH_URL. */}}
+{{- define "sentinel-switch.webhookURL" -}}
+{{- printf "http://%s.%s.svc.%s:%v" (include "sentinel-switch.fullname" .) .Release.Namespace .Values.redis.clusterDomain .Values.service.port -}}
+{{- end -}}
+
+{{/* Mount points inside the sentinel-switch container. */}}
+{{- define "sentinel-switch.configDir" -}}/etc/sentinel-switch/config{{- end -}}
+{{- define "sentinel-switch.tokenDir" -}}/etc/sentinel-switch/token{{- end -}}
+{{- define "sentinel-switch.tlsDir" -}}/etc/sentinel-switch/redis-tls{{- end -}}
+
+{{/*
+The master sets with every default filled in, as YAML {items: [...]}: the one place where the
+config file, the Role(s) and the target Service(s) get their names and namespaces from.
+*/}}
+{{- define "sentinel-switch.masterSets" -}}
+{{- $fullname := include "sentinel-switch.redisFullname" . -}}
+{{- $redisNs := include "sentinel-switch.redisNamespace" . -}}
+{{- $domain := .Values.redis.clusterDomain -}}
+{{- $items := list -}}
+{{- $seenNames := dict -}}
+{{- $seenTargets := dict -}}
+{{- if not .Values.masterSets -}}
+{{- fail "masterSets must list at least one Sentinel master set" -}}
+{{- end -}}
+{{- range $i, $s := .Values.masterSets -}}
+{{- $name := required (printf "masterSets[%d].name is required (Bitnami's sentinel.masterSet, e.g. mymaster)" $i) $s.name -}}
+{{- if hasKey $seenNames $name -}}
+{{- fail (printf "masterSets: name %q appears twice" $name) -}}
+{{- end -}}
+{{- $_ := set $seenNames $name true -}}
+{{- $target := default dict $s.target -}}
+{{- $tns := default $redisNs $target.namespace -}}
+{{- $tname := default (printf "%s-master" $fullname) $target.name -}}
+{{- $key := printf "%s/%s" $tns $tname -}}
+{{- if hasKey $seenTargets $key -}}
+{{- fail (printf "masterSets: target Service %s is used by two master sets; give each its own target.name" $key) -}}
+{{- end -}}
+{{- $_ := set $seenTargets $key true -}}
+{{- $sentinels := $s.sentinels -}}
+{{- if not $sentinels -}}
+{{- $sentinels = list (printf "%s-headless.%s.svc.%s:%v" $fullname $redisNs $domain $.Values.redis.sentinelPort) -}}
+{{- end -}}
+{{- $initial := default (printf "%s-node-0.%s-headless.%s.svc.%s" $fullname $fullname $redisNs $domain) $target.initialExternalName -}}
+{{- $item := dict "name" $name "sentinels" $sentinels "targetNamespace" $tns "targetName" $tname "podNamespace" (default $tns $s.podNamespace) "explicitPodNamespace" (default "" $s.podNamespace) "initialExternalName" $initial -}}
+{{- if not (kindIs "invalid" $s.quorum) -}}
+{{- $_ := set $item "quorum" (int $s.quorum) -}}
+{{- end -}}
+{{- $items = append $items $item -}}
+{{- end -}}
+{{- toYaml (dict "items" $items) -}}
+{{- end -}}
+
+{{/*
+RBAC per namespace, as YAML {<namespace>: {services: [names], pods: bool}}: services get+patch
+on the target names and events create where targets live; pods list where IPs are mapped.
+*/}}
+{{- define "sentinel-switch.rbacByNamespace" -}}
+{{- $sets := (include "sentinel-switch.masterSets" . | fromYaml).items -}}
+{{- $byNs := dict -}}
+{{- range $sets -}}
+{{- $entry := default (dict "services" (list) "pods" false) (get $byNs .targetNamespace) -}}
+{{- $_ := set $entry "services" (append $entry.services .targetName) -}}
+{{- $_ := set $byNs .targetNamespace $entry -}}
+{{- end -}}
+{{- if .Values.ipMapping -}}
+{{- range $sets -}}
+{{- $entry := default (dict "services" (list) "pods" false) (get $byNs .podNamespace) -}}
+{{- $_ := set $entry "pods" true -}}
+{{- $_ := set $byNs .podNamespace $entry -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml $byNs -}}
+{{- end -}}
+
+{{/* The service's configuration file (src/config.ts), built as data so it is always valid YAML. */}}
+{{- define "sentinel-switch.config" -}}
+{{- $sets := (include "sentinel-switch.masterSets" . | fromYaml).items -}}
+{{- $c := .Values.config -}}
+{{- $redis := .Values.redis -}}
+{{- $out := list -}}
+{{- range $sets -}}
+{{- $set := dict "name" .name "sentinels" .sentinels "target" (dict "namespace" .targetNamespace "name" .targetName) -}}
+{{- if hasKey . "quorum" -}}
+{{- $_ := set $set "quorum" .quorum -}}
+{{- end -}}
+{{- if .explicitPodNamespace -}}
+{{- $_ := set $set "podNamespace" .explicitPodNamespace -}}
+{{- end -}}
+{{- if $redis.auth.enabled -}}
+{{- $auth := dict "password" (dict "env" "REDIS_PASSWORD") -}}
+{{- if $redis.auth.username -}}
+{{- $_ := set $auth "username" $redis.auth.username -}}
+{{- end -}}
+{{- $_ := set $set "redisAuth" $auth -}}
+{{- if $redis.auth.sentinel -}}
+{{- $_ := set $set "sentinelAuth" (deepCopy $auth) -}}
+{{- end -}}
+{{- end -}}
+{{- if $redis.tls.enabled -}}
+{{- $tlsDir := include "sentinel-switch.tlsDir" $ -}}
+{{- $tls := dict "enabled" true "insecureSkipVerify" (default false $redis.tls.insecureSkipVerify) -}}
+{{- if $redis.tls.caFilename -}}
+{{- $_ := set $tls "caFile" (printf "%s/%s" $tlsDir $redis.tls.caFilename) -}}
+{{- end -}}
+{{- if and $redis.tls.certFilename $redis.tls.keyFilename -}}
+{{- $_ := set $tls "certFile" (printf "%s/%s" $tlsDir $redis.tls.certFilename) -}}
+{{- $_ := set $tls "keyFile" (printf "%s/%s" $tlsDir $redis.tls.keyFilename) -}}
+{{- end -}}
+{{- $_ := set $set "tls" $tls -}}
+{{- end -}}
+{{- $out = append $out $set -}}
+{{- end -}}
+{{- $config := dict
+  "listen" (dict "host" $c.listenHost "port" (int $c.port))
+  "token" (dict "file" (printf "%s/%s" (include "sentinel-switch.tokenDir" .) .Values.auth.existingSecretKey))
+  "reconcileIntervalSeconds" $c.reconcileIntervalSeconds
+  "redisTimeoutMs" (int $c.redisTimeoutMs)
+  "followUpMs" (int $c.followUpMs)
+  "bodyLimitBytes" (int $c.bodyLimitBytes)
+  "kubernetes" (dict "clusterDomain" $redis.clusterDomain "timeoutMs" (int $c.kubernetesTimeoutMs))
+  "logLevel" $c.logLevel
+  "masterSets" $out -}}
+{{- toYaml $config -}}
+{{- end -}}
