@@ -10,8 +10,26 @@ cd "$SS_ROOT"
 bash scripts/setup.sh
 cmd=${1:?usage: dev.sh test|run|exec ...}; shift
 case "$cmd" in
-  test) exec node node_modules/vitest/vitest.mjs run "$@" ;;
-  run)  exec node "$@" ;;
+  test)
+    # Besides vitest's own report, one plain closing line 'N passed, N failed, N skipped' that
+    # any CI can read, from vitest's JSON report.
+    mkdir -p .sandbox
+    report=.sandbox/vitest-report.json
+    rm -f "$report"
+    rc=0
+    node node_modules/vitest/vitest.mjs run --reporter=default --reporter=json --outputFile.json="$report" "$@" || rc=$?
+    if [ -f "$report" ]; then
+      node -e 'const r=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8"));
+        const skipped=r.numPendingTests+r.numTodoTests;
+        console.log(`tests: ${r.numPassedTests} passed, ${r.numFailedTests} failed` + (skipped ? `, ${skipped} skipped` : ""));' "$report"
+    fi
+    exit "$rc" ;;
+  run)
+    # `dev.sh run FILE -- --flag` (as the README writes it, like `npm run x -- --flag`): the `--`
+    # is ours, not the script's.
+    file=${1:?dev.sh run FILE}; shift
+    [ "${1:-}" != "--" ] || shift
+    exec node "$file" "$@" ;;
   exec) PATH="$SS_ROOT/node_modules/.bin:$PATH" exec "$@" ;;
   *) echo "dev.sh: unknown command $cmd" >&2; exit 2 ;;
 esac

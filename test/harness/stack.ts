@@ -6,10 +6,10 @@
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { KubeConfig, Watch } from '@kubernetes/client-node';
 import { parseAllDocuments, stringify } from 'yaml';
 import { type Cluster, createExternalNameService, createNamespace, createPod, kubectl, serviceAccountKubeconfig } from './k8s.ts';
 import { type RedisNode, type RedisSandbox, startRedisSandbox } from './redis.ts';
+import { resumableWatch } from './watch.ts';
 import { repoRoot, type SwitchConfigInput, type SwitchProcess, startSwitch } from './switch.ts';
 
 export const HEADLESS = 'redis-headless';
@@ -52,7 +52,8 @@ export interface Stack {
   dnsName(node: RedisNode | { host: string }): string;
   /** The config sentinel-switch runs with (also for starting more replicas). */
   switchConfig: SwitchConfigInput;
-  startService(name?: string): Promise<SwitchProcess>;
+  /** Starts a(nother) sentinel-switch process; `configOverrides` go on top of switchConfig for this one only. */
+  startService(name?: string, configOverrides?: Partial<SwitchConfigInput>): Promise<SwitchProcess>;
   readService(): Promise<{ externalName?: string; resourceVersion: string; annotations: Record<string, string> }>;
   /** Every change of the Service seen through an API watch, timestamped on arrival. */
   serviceChanges: ServiceChange[];
@@ -112,23 +113,10 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
 
   const changes: ServiceChange[] = [];
   const waiters = new Set<() => void>();
-  const kc = new KubeConfig();
-  kc.loadFromFile(admin);
-  const watch = await new Watch(kc).watch(
-    `/api/v1/namespaces/${namespace}/services`,
-    { fieldSelector: `metadata.name=${TARGET}` },
-    (type, obj: { spec?: { externalName?: string }; metadata?: { resourceVersion?: string; annotations?: Record<string, string> } }) => {
-      changes.push({
-        atMs: performance.timeOrigin + performance.now(),
-        type,
-        externalName: obj.spec?.externalName,
-        resourceVersion: obj.metadata?.resourceVersion,
-        annotations: obj.metadata?.annotations ?? {},
-      });
-      for (const w of waiters) w();
-    },
-    () => undefined,
-  );
+  const watch = await resumableWatch(admin, `/api/v1/namespaces/${namespace}/services`, { fieldSelector: `metadata.name=${TARGET}` }, (type, obj, atMs) => {
+    changes.push({ atMs, type, externalName: obj.spec?.externalName, resourceVersion: obj.metadata?.resourceVersion, annotations: obj.metadata?.annotations ?? {} });
+    for (const w of waiters) w();
+  });
 
   const processes: SwitchProcess[] = [];
   const stack: Stack = {
@@ -140,8 +128,9 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     dnsName,
     switchConfig,
     serviceChanges: changes,
-    async startService(name = 'sentinel-switch') {
-      const p = await startSwitch({ dir: opts.dir, name, token, port: processes.length === 0 ? switchPort : undefined, config: switchConfig, env: { REDIS_PASSWORD: redis.password, SENTINEL_PASSWORD: redis.sentinelPassword ?? '' } });
+    async startService(name = 'sentinel-switch', configOverrides) {
+      const config = configOverrides ? { ...switchConfig, ...configOverrides } : switchConfig;
+      const p = await startSwitch({ dir: opts.dir, name, token, port: processes.length === 0 ? switchPort : undefined, config, env: { REDIS_PASSWORD: redis.password, SENTINEL_PASSWORD: redis.sentinelPassword ?? '' } });
       processes.push(p);
       return p;
     },
@@ -169,7 +158,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       });
     },
     async stop() {
-      watch.abort();
+      watch.stop();
       await Promise.allSettled(processes.map((p) => p.stop()));
       await redis.stop();
     },
