@@ -28,6 +28,8 @@ export interface Outcome {
   votes: { sentinel: string; master?: string; error?: string }[];
   role?: string;
   durationMs: number;
+  /** Milliseconds from the start of the run at which each step ended (sentinels, role, target, read, patch). */
+  timingsMs?: Record<string, number>;
 }
 
 export interface ReconcileOptions {
@@ -171,34 +173,47 @@ export class Reconciler {
     const ref = set.target;
     const base = { masterSet: set.name, reason, service: serviceId(ref), changed: false, durationMs: 0 };
     const client = this.#sentinels.get(set.name)!;
+    const t0 = performance.now();
+    const timingsMs: Record<string, number> = {};
+    const lap = (name: string): void => void (timingsMs[name] = Math.round((performance.now() - t0) * 100) / 100);
     // The Service is read while the sentinels are asked: the two are independent.
     const current = this.#kube.getService(ref);
     current.catch(() => undefined);
     const votes = await client.askSentinels();
+    lap('sentinels');
     const shownVotes = votes.map(showVote);
     const t = tally(votes, set.quorum);
-    const role = t.ok ? await client.askRole(t.master) : undefined;
+    if (!t.ok) return { ...base, votes: shownVotes, result: 'unverified', retryable: true, why: t.why, timingsMs };
+    // ROLE and the name of the candidate are independent too; the name is only used if ROLE says master.
+    const [role, target] = await Promise.all([
+      client.askRole(t.master).finally(() => lap('role')),
+      this.#targetFor(set, t.master).then(
+        (name) => ({ name }),
+        (error: unknown) => ({ error }),
+      ).finally(() => lap('target')),
+    ]);
     const verdict = verify(t, role);
-    const roleText = role ? ('error' in role ? `error: ${role.error}` : role.role) : undefined;
-    const seen = { ...base, votes: shownVotes, role: roleText };
+    const seen = { ...base, votes: shownVotes, role: 'error' in role ? `error: ${role.error}` : role.role, timingsMs };
     if (!verdict.ok) return { ...seen, result: 'unverified', retryable: true, why: verdict.why };
     const master = verdict.master;
     try {
-      const target = await this.#targetFor(set, master);
+      if ('error' in target) throw target.error;
       const state = await current;
+      lap('read');
       if (state.exists) this.#serviceUids.set(set.name, state.uid);
-      const plan = planService(state, target, base.service);
+      const plan = planService(state, target.name, base.service);
       if (plan.action === 'refuse') return { ...seen, master, result: 'failed', retryable: false, why: plan.why };
-      if (plan.action === 'none') return { ...seen, master, target, result: 'unchanged', retryable: false };
+      if (plan.action === 'none') return { ...seen, master, target: target.name, result: 'unchanged', retryable: false };
       await this.#kube.patchService(ref, {
-        target,
+        target: target.name,
         resourceVersion: plan.resourceVersion,
         previousTarget: plan.previousTarget,
         reason,
         master: addressKey(master),
         at: new Date(),
       });
-      return { ...seen, master, target, previousTarget: plan.previousTarget, changed: true, result: 'switched', retryable: false };
+      lap('patch');
+      return { ...seen, master, target: target.name, previousTarget: plan.previousTarget, changed: true, result: 'switched', retryable: false };
     } catch (err) {
       if (err instanceof KubeError) {
         return { ...seen, master, result: 'failed', retryable: err.kind === 'unavailable' || err.kind === 'conflict', why: err.message };
@@ -243,6 +258,7 @@ export class Reconciler {
       role: o.role,
       why: o.why,
       duration_ms: o.durationMs,
+      timings_ms: o.timingsMs,
     };
     const lane = this.#lanes.get(set.name)!;
     if (o.result === 'switched') {
