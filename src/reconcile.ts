@@ -28,7 +28,7 @@ export interface Outcome {
   votes: { sentinel: string; master?: string; error?: string }[];
   role?: string;
   durationMs: number;
-  /** Milliseconds from the start of the run at which each step ended (sentinels, role, target, read, patch). */
+  /** Milliseconds from the start of the run at which each step ended (read, sentinels, role, target, patch). */
   timingsMs?: Record<string, number>;
 }
 
@@ -176,9 +176,18 @@ export class Reconciler {
     const t0 = performance.now();
     const timingsMs: Record<string, number> = {};
     const lap = (name: string): void => void (timingsMs[name] = Math.round((performance.now() - t0) * 100) / 100);
-    // The Service is read while the sentinels are asked: the two are independent.
-    const current = this.#kube.getService(ref);
-    current.catch(() => undefined);
+    // The Service is read BEFORE the sentinels are asked, and its resourceVersion guards the
+    // patch: any write after this read (another replica's) makes ours fail with 409, and any
+    // write before it is older than the answer we are about to get. Reading in parallel with the
+    // sentinels would let a newer write hide behind an older answer (found by the chaos run).
+    let state: Awaited<ReturnType<Kube['getService']>>;
+    try {
+      state = await this.#kube.getService(ref);
+    } catch (err) {
+      if (!(err instanceof KubeError)) throw err;
+      return { ...base, votes: [], result: 'failed', retryable: err.kind === 'unavailable', why: err.message, timingsMs };
+    }
+    lap('read');
     const votes = await client.askSentinels();
     lap('sentinels');
     const shownVotes = votes.map(showVote);
@@ -198,8 +207,6 @@ export class Reconciler {
     const master = verdict.master;
     try {
       if ('error' in target) throw target.error;
-      const state = await current;
-      lap('read');
       if (state.exists) this.#serviceUids.set(set.name, state.uid);
       const plan = planService(state, target.name, base.service);
       if (plan.action === 'refuse') return { ...seen, master, result: 'failed', retryable: false, why: plan.why };
