@@ -1,9 +1,9 @@
 // The service as a Fastify app: auth, then the probes and the v1 routes. Everything that talks
 // to Redis or Kubernetes lives behind the Reconciler; routes only validate and map outcomes.
 import { createHash, timingSafeEqual } from 'node:crypto';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import { pino, type Logger } from 'pino';
-import { type Config, readSecret } from './config.ts';
+import { type Config, ConfigError, readSecret } from './config.ts';
 import { Kube } from './kube/index.ts';
 import { createMetrics, type Metrics } from './metrics.ts';
 import { Reconciler } from './reconcile.ts';
@@ -38,18 +38,33 @@ export function createLogger(config: Pick<Config, 'logLevel'>): Logger {
 
 export async function createService(config: Config, opts: ServiceOptions = {}): Promise<Service> {
   const log = opts.logger ?? createLogger(config);
-  const token = readSecret(config.token, 'token');
+  // The hook strips trailing whitespace from its token file and HTTP drops it from header
+  // values, so the service must too, or a stray blank line would turn every hook call into 401.
+  const token = readSecret(config.token, 'token').trim();
+  if (!/^[\x21-\x7e]+$/.test(token)) {
+    throw new ConfigError('token must be printable ASCII without spaces (it travels in an Authorization header)');
+  }
   const kube = opts.kube ?? Kube.fromConfig(config.kubernetes);
   const sentinels = new Map(config.masterSets.map((s) => [s.name, new SentinelClient(s, config.redisTimeoutMs)]));
   const metrics = createMetrics({ defaultMetrics: opts.defaultMetrics });
   const reconciler = new Reconciler({ config, sentinels, kube, log, metrics });
 
-  const app: FastifyInstance = Fastify({ loggerInstance: log as FastifyBaseLogger, disableRequestLogging: true, bodyLimit: config.bodyLimitBytes, return503OnClosing: true });
+  const app: FastifyInstance = Fastify({
+    loggerInstance: log as FastifyBaseLogger,
+    // One line per decision is logged by reconcile; a line per probe request would drown it.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: config.bodyLimitBytes,
+    // A client that announces a body and never sends it must not hold a socket forever.
+    requestTimeout: 10_000,
+    return503OnClosing: true,
+  });
+  app.removeContentTypeParser('text/plain'); // bodies are JSON only: anything else is 415, as documented
   const expected = digest(token);
   app.addHook('onRequest', async (req, reply) => {
-    if (!req.url.startsWith('/v1/')) return;
+    if (!(req.routeOptions.url ?? req.url).startsWith('/v1/')) return; // the route, not the raw target: `POST http://x/v1/...` and `/%761/...` route to /v1 too
     const header = req.headers.authorization ?? '';
-    const presented = header.startsWith('Bearer ') ? header.slice(7) : '';
+    // The scheme is case-insensitive (RFC 9110 section 11.1).
+    const presented = /^bearer /i.test(header) ? header.slice(7) : '';
     // Comparing fixed-size digests keeps the comparison constant-time whatever the lengths.
     if (!presented || !timingSafeEqual(digest(presented), expected)) {
       metrics.unauthorized.inc({ route: req.routeOptions.url ?? 'unknown' });
