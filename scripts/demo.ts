@@ -10,6 +10,7 @@ import { startCluster } from '../test/harness/k8s.ts';
 import { type Stack, startStack } from '../test/harness/stack.ts';
 import { repoRoot } from '../test/harness/switch.ts';
 import { percentile } from './lib/stats.ts';
+import { stopOnSignals } from './lib/signals.ts';
 
 const { values } = parseArgs({ options: { failovers: { type: 'string', default: '4' }, json: { type: 'boolean', default: false } } });
 const failovers = Number(values.failovers);
@@ -31,6 +32,10 @@ let t = now();
 const cluster = await startCluster({ dir: join(dir, 'k8s'), ownerPid: process.pid });
 say(`  kube-apiserver ready in ${Math.round(now() - t)} ms (${cluster.server})`);
 let stack: Stack | undefined;
+stopOnSignals(async () => {
+  await stack?.stop();
+  await cluster.stop();
+});
 const results: { kind: string; converged: boolean; writes: number; hookToPatchMs?: number; switchToPatchMs?: number }[] = [];
 try {
   t = now();

@@ -23,6 +23,7 @@ import { parseAllDocuments, stringify } from 'yaml';
 import { type Cluster, createExternalNameService, createNamespace, createPod, kubectl, serviceAccountKubeconfig, startCluster } from '../test/harness/k8s.ts';
 import { type RedisSandbox, startRedisSandbox } from '../test/harness/redis.ts';
 import { freePort, repoRoot } from '../test/harness/switch.ts';
+import { stopOnSignals } from './lib/signals.ts';
 
 const TARGETS = { startToReadyMs: 500, idleMilliCpu: 2, rssMiB: 80 };
 const MASTER_SETS = 3;
@@ -69,12 +70,7 @@ const stopAll = (): Promise<void> =>
     await cluster?.stop().catch((e: unknown) => say(`stopping the cluster: ${String(e)}`));
     rmSync(join(dir, 'k8s', 'etcd-data'), { recursive: true, force: true });
   })());
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    say(`\n${signal}: stopping everything`);
-    void stopAll().finally(() => process.exit(130));
-  });
-}
+stopOnSignals(stopAll);
 
 /** SIGTERM to the service we spawned (by PID), SIGKILL after 10 s. */
 async function stopChild(): Promise<void> {

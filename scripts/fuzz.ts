@@ -26,6 +26,7 @@ import {
 import { type Cluster, startCluster } from '../test/harness/k8s.ts';
 import { type Stack, startStack } from '../test/harness/stack.ts';
 import { repoRoot } from '../test/harness/switch.ts';
+import { stopOnSignals } from './lib/signals.ts';
 
 // `dev.sh run scripts/fuzz.ts -- --runs N` passes the "--" on; `npm run fuzz -- --runs N` does not.
 const argv = process.argv.slice(2);
@@ -55,12 +56,7 @@ const stopAll = (): Promise<void> =>
     await cluster?.stop().catch((e: unknown) => say(`stopping the cluster: ${String(e)}`));
     rmSync(join(dir, 'k8s', 'etcd-data'), { recursive: true, force: true });
   })());
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    say(`\n${signal}: stopping everything`);
-    void stopAll().finally(() => process.exit(130));
-  });
-}
+stopOnSignals(stopAll);
 
 async function step(property: string, n: number, run: () => Promise<void>): Promise<void> {
   const t = performance.now();
