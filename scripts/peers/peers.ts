@@ -11,10 +11,10 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { randomInt } from 'node:crypto';
 import { mkdirSync, openSync, closeSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { KubeConfig, Watch } from '@kubernetes/client-node';
 import { type Cluster, createExternalNameService, createServiceAccount, kubectl, serviceAccountKubeconfig } from '../../test/harness/k8s.ts';
 import type { Stack } from '../../test/harness/stack.ts';
 import { repoRoot } from '../../test/harness/switch.ts';
+import { type ResumableWatch, resumableWatch } from '../../test/harness/watch.ts';
 
 export const SEED_SERVICE = 'seed-master';
 export const POD_SELECTOR = 'app=redis';
@@ -189,8 +189,6 @@ export interface ObjectEvent {
   isMaster?: string;
 }
 
-type K8sObject = { metadata?: { name?: string; resourceVersion?: string; labels?: Record<string, string> }; spec?: { externalName?: string } };
-
 /**
  * Watches Services and Pods of one namespace; every event is kept with its arrival time. A watch
  * that ends is resumed from its last resourceVersion, so no event is lost; stop() ends both.
@@ -198,54 +196,24 @@ type K8sObject = { metadata?: { name?: string; resourceVersion?: string; labels?
 export class ObjectWatch {
   readonly events: ObjectEvent[] = [];
   private readonly waiters = new Set<() => void>();
-  private readonly controllers = new Map<string, AbortController>();
+  private readonly handles: ResumableWatch[] = [];
   private stopped = false;
-  private readonly kc: KubeConfig;
-  private readonly namespace: string;
-
-  private constructor(kubeconfig: string, namespace: string) {
-    this.kc = new KubeConfig();
-    this.kc.loadFromFile(kubeconfig);
-    this.namespace = namespace;
-  }
 
   static async start(kubeconfig: string, namespace: string): Promise<ObjectWatch> {
-    const w = new ObjectWatch(kubeconfig, namespace);
-    await Promise.all([w.watch('service', 'services'), w.watch('pod', 'pods')]);
+    const w = new ObjectWatch();
+    for (const [kind, resource] of [['service', 'services'], ['pod', 'pods']] as const) {
+      w.handles.push(
+        await resumableWatch(kubeconfig, `/api/v1/namespaces/${namespace}/${resource}`, {}, (type, obj, atMs) => {
+          w.events.push({
+            atMs, kind, type, name: obj.metadata?.name ?? '',
+            externalName: kind === 'service' ? obj.spec?.externalName : undefined,
+            isMaster: kind === 'pod' ? obj.metadata?.labels?.isMaster : undefined,
+          });
+          for (const wake of w.waiters) wake();
+        }),
+      );
+    }
     return w;
-  }
-
-  private async watch(kind: 'service' | 'pod', resource: string, resourceVersion?: string): Promise<void> {
-    let lastRv = resourceVersion;
-    const restart = (err: unknown): void => {
-      if (this.stopped) return;
-      // At once after a normal end (no event may wait), a little later after an error.
-      setTimeout(() => void this.watch(kind, resource, lastRv).catch((e: unknown) => restart(e)), err ? 200 : 0);
-    };
-    const w = new Watch(this.kc);
-    // client-node aborts a watch after 30 s without data (a private field): a quiet gap between
-    // failovers must not cost a reconnect in the middle of the next one. Resumed anyway if it ends.
-    (w as unknown as { requestTimeoutMs: number }).requestTimeoutMs = 60 * 60_000;
-    const controller = await w.watch(
-      `/api/v1/namespaces/${this.namespace}/${resource}`,
-      { resourceVersion: lastRv, allowWatchBookmarks: true },
-      (type, obj: K8sObject) => {
-        const atMs = now();
-        if (obj?.metadata?.resourceVersion) lastRv = obj.metadata.resourceVersion;
-        if (type === 'BOOKMARK' || type === 'ERROR') {
-          if (type === 'ERROR') lastRv = undefined; // e.g. 410 Gone: start over from a fresh list
-          return;
-        }
-        this.events.push({
-          atMs, kind, type, name: obj.metadata?.name ?? '',
-          externalName: kind === 'service' ? obj.spec?.externalName : undefined,
-          isMaster: kind === 'pod' ? obj.metadata?.labels?.isMaster : undefined,
-        });
-        for (const wake of this.waiters) wake();
-      },
-      (err: unknown) => restart(err),
-    );
-    this.controllers.set(kind, controller);
   }
 
   /** The latest event for an object (its current state as far as the watch knows). */
@@ -288,7 +256,7 @@ export class ObjectWatch {
 
   stop(): void {
     this.stopped = true;
-    for (const c of this.controllers.values()) c.abort();
+    for (const h of this.handles) h.stop();
     for (const wake of this.waiters) wake();
   }
 }
