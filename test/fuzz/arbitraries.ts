@@ -144,7 +144,7 @@ export const authCase = (token: string): fc.Arbitrary<AuthCase> =>
       { label: 'scheme only', value: 'Bearer', expect: 'reject' },
       { label: 'token only', value: token, expect: 'reject' },
       { label: 'lowercase scheme (case-insensitive, RFC 9110)', value: `bearer ${token}`, expect: 'accept' },
-      { label: 'uppercase scheme', value: `BEARER ${token}`, expect: 'reject' },
+      { label: 'uppercase scheme (case-insensitive, RFC 9110)', value: `BEARER ${token}`, expect: 'accept' },
       { label: 'two spaces', value: `Bearer  ${token}`, expect: 'reject' },
       { label: 'tab separator', value: `Bearer\t${token}`, expect: 'reject' },
       { label: 'space inside token', value: `Bearer ${token.slice(0, 5)} ${token.slice(5)}`, expect: 'reject' },
