@@ -114,6 +114,14 @@ describe('failover moves the Service, once, only to the verified master', () => 
     expect(((await ready.json()) as { checks: { name: string; ok: boolean }[] }).checks.map((c) => c.name)).toEqual(['config', 'sentinels:mymaster', `kubernetes:${stack.namespace}/redis-master`]);
     expect((await fetch(`${stack.service!.url}/healthz`)).status).toBe(200);
   });
+
+  it('SIGTERM: the request in flight is answered, then the process exits 0', async () => {
+    const inFlight = post(stack, '/v1/reconcile', {});
+    await new Promise((r) => setTimeout(r, 5)); // the request has arrived
+    const exited = stack.service!.stop('SIGTERM');
+    expect((await inFlight).status).toBe(200);
+    expect(await exited).toBe(0);
+  });
 });
 
 /** The hook events the service logged after `since`. */

@@ -70,14 +70,16 @@ export class HttpClient {
 
   async send(r: HttpRequest): Promise<HttpResponse> {
     if (!HttpClient.fitsNodeHttp(r)) return this.#viaSocket(r);
-    const res = await this.#viaNodeHttp(r);
-    // A kept-alive socket the server had already closed: node:http does not retry, a client
-    // would. Only for GET (idempotent); a POST answered 'closed' is reported as such.
-    if (res.status === 'closed' && (r.method ?? 'POST') === 'GET') return this.#viaNodeHttp(r);
+    const res = await this.#viaNodeHttp(r, this.#agent);
+    // A kept-alive socket the server closed while this request was on its way (its previous
+    // answer ended that connection): the request never reached the service. node:http does not
+    // retry; a client would, on a fresh connection (node's docs: req.reusedSocket). A 'closed' on
+    // a fresh connection is reported as such.
+    if (res.status === 'closed' && res.reusedSocket) return this.#viaNodeHttp(r, false);
     return res;
   }
 
-  #viaNodeHttp(r: HttpRequest): Promise<HttpResponse> {
+  #viaNodeHttp(r: HttpRequest, agent: http.Agent | false): Promise<HttpResponse & { reusedSocket?: boolean }> {
     const body = r.body ?? Buffer.alloc(0);
     const headers: Record<string, string | number> = {};
     for (const [k, v] of r.headers) headers[k] = v;
@@ -85,13 +87,13 @@ export class HttpClient {
     const timeoutMs = r.timeoutMs ?? 15_000;
     return new Promise((resolve) => {
       let done = false;
-      const finish = (res: HttpResponse): void => {
+      const finish = (res: HttpResponse & { reusedSocket?: boolean }): void => {
         if (done) return;
         done = true;
         clearTimeout(timer);
         resolve(res);
       };
-      const req = http.request({ host: '127.0.0.1', port: this.port, method: r.method ?? 'POST', path: r.target, headers, agent: this.#agent }, (res) => {
+      const req = http.request({ host: '127.0.0.1', port: this.port, method: r.method ?? 'POST', path: r.target, headers, agent }, (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (d: Buffer) => chunks.push(d));
         res.on('end', () => {
@@ -111,7 +113,7 @@ export class HttpClient {
       }, timeoutMs);
       req.on('error', (e: NodeJS.ErrnoException) => {
         // The server may answer (413, 431) and close before it has read all we send.
-        finish({ status: e.code === 'ECONNRESET' || e.code === 'EPIPE' ? 'closed' : 'error', headers: {}, body: '', transport: 'http', error: `${e.code ?? ''} ${e.message}` });
+        finish({ status: e.code === 'ECONNRESET' || e.code === 'EPIPE' ? 'closed' : 'error', headers: {}, body: '', transport: 'http', error: `${e.code ?? ''} ${e.message}`, reusedSocket: req.reusedSocket });
       });
       req.end(body);
     });
