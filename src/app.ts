@@ -72,6 +72,17 @@ export async function createService(config: Config, opts: ServiceOptions = {}): 
       return reply.code(401).header('www-authenticate', 'Bearer').send({ error: 'Unauthorized', message: 'missing or wrong bearer token' });
     }
   });
+  // On close, Fastify reaps the connections that are idle at that moment; one whose request is
+  // still in flight would stay open for the keep-alive timeout and hold the exit back. Answers
+  // sent while closing therefore end their connection.
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
+  app.addHook('onSend', async (_req, reply, payload) => {
+    if (closing) reply.header('connection', 'close');
+    return payload;
+  });
   await app.register(healthRoutes, { config, kube, sentinels, metrics });
   await app.register(v1Routes, { reconciler });
   if (opts.timer !== false) app.addHook('onReady', async () => reconciler.startTimer());
