@@ -158,18 +158,18 @@ export class Reconciler {
     const set = this.#sets.get(masterSet)!;
     const started = performance.now();
     const log = this.#log.child({ masterSet, reason });
-    let outcome: Outcome;
-    for (let attempt = 1; ; attempt++) {
-      outcome = await this.#once(set, reason);
+    let outcome: Outcome | undefined;
+    for (let attempt = 1; !outcome; attempt++) {
       // A 409 means someone wrote between our read and our patch: decide again on fresh data.
-      if (!(outcome.result === 'failed' && outcome.why?.includes('resourceVersion conflict') && attempt < 3)) break;
+      outcome = await this.#once(set, reason, attempt < 3);
     }
     outcome.durationMs = Math.round((performance.now() - started) * 1000) / 1000;
     this.#record(set, outcome, log);
     return outcome;
   }
 
-  async #once(set: MasterSetConfig, reason: Reason): Promise<Outcome> {
+  /** One read-ask-decide-apply pass; undefined when the patch met a 409 and `mayRetry` is set. */
+  async #once(set: MasterSetConfig, reason: Reason, mayRetry: boolean): Promise<Outcome | undefined> {
     const ref = set.target;
     const base = { masterSet: set.name, reason, service: serviceId(ref), changed: false, durationMs: 0 };
     const client = this.#sentinels.get(set.name)!;
@@ -223,6 +223,7 @@ export class Reconciler {
       return { ...seen, master, target: target.name, previousTarget: plan.previousTarget, changed: true, result: 'switched', retryable: false };
     } catch (err) {
       if (err instanceof KubeError) {
+        if (err.kind === 'conflict' && mayRetry) return undefined;
         return { ...seen, master, result: 'failed', retryable: err.kind === 'unavailable' || err.kind === 'conflict', why: err.message };
       }
       if (err instanceof TargetError) return { ...seen, master, result: 'failed', retryable: false, why: err.message };
