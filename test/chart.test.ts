@@ -2,16 +2,14 @@
 // deploy/examples, checked against the things they must agree with: the config schema
 // (src/config.ts), the hook (scripts/client-reconfig.sh), each other, and a real API server
 // (server-side dry runs, a real install/upgrade, RBAC answers from the authorizer).
-import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, readlinkSync, realpathSync, rmSync, writeFileSync, mkdirSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import { parseConfig } from '../src/config.ts';
-import { createNamespace, kubectl, testCluster } from './harness/k8s.ts';
-import type { Cluster } from './harness/k8s.ts';
+import { createNamespace, kubectl, runK8sTool, testCluster } from './harness/k8s.ts';
+import type { Cluster, RunResult } from './harness/k8s.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const CHART = path.join(ROOT, 'deploy/helm/sentinel-switch');
@@ -32,32 +30,10 @@ interface K8sObject {
 }
 interface Rule { apiGroups?: string[]; resources?: string[]; resourceNames?: string[]; verbs: string[] }
 
-let helmPath: Promise<string> | undefined;
-function helmBinary(): Promise<string> {
-  helmPath ??= new Promise((resolve, reject) => {
-    const known = process.env.SENTINEL_SWITCH_K8S_BIN;
-    if (known) return resolve(path.join(known, 'helm'));
-    execFile('bash', ['-c', 'source scripts/lib/env.sh && printf %s "$SENTINEL_SWITCH_K8S_BIN"'], { cwd: ROOT }, (err, stdout) =>
-      err ? reject(err) : resolve(path.join(stdout, 'helm')),
-    );
-  });
-  return helmPath;
-}
-
-/** Runs helm; stderr carries its notices (e.g. that files/client-reconfig.sh is a symlink). */
-async function helm(args: string[], check = true): Promise<{ stdout: string; stderr: string; code: number }> {
-  const bin = await helmBinary();
-  const result = await new Promise<{ stdout: string; stderr: string; code: number }>((resolve, reject) => {
-    const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, HELM_CACHE_HOME: helmHome('cache'), HELM_CONFIG_HOME: helmHome('config'), HELM_DATA_HOME: helmHome('data') } });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on('data', (b: Buffer) => out.push(b));
-    child.stderr.on('data', (b: Buffer) => err.push(b));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString(), code: code ?? 1 }));
-  });
-  if (check && result.code !== 0) throw new Error(`helm ${args.join(' ')} failed (exit ${result.code}):\n${result.stderr}`);
-  return result;
+/** Runs helm with its own homes (no state outside the test folder); stderr carries its notices. */
+async function helm(args: string[], check = true): Promise<RunResult> {
+  const env = { HELM_CACHE_HOME: helmHome('cache'), HELM_CONFIG_HOME: helmHome('config'), HELM_DATA_HOME: helmHome('data') };
+  return runK8sTool('helm', args, { check, env, timeoutMs: 120_000 });
 }
 
 let work: string;

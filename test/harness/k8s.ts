@@ -103,32 +103,40 @@ export async function connectCluster(dir: string): Promise<Cluster> {
   };
 }
 
-let kubectlPath: Promise<string> | undefined;
+const binaryPaths = new Map<string, Promise<string>>();
 
-// scripts/dev.sh exports the binaries' folder; anything else (an editor's vitest, a bare node)
-// asks env.sh, the one place that knows where the pinned build lives.
-function kubectlBinary(): Promise<string> {
-  kubectlPath ??= new Promise((resolve, reject) => {
-    const known = process.env.SENTINEL_SWITCH_K8S_BIN;
-    if (known) return resolve(path.join(known, 'kubectl'));
-    execFile('bash', ['-c', 'source scripts/lib/env.sh && printf %s "$SENTINEL_SWITCH_K8S_BIN"'], { cwd: ROOT }, (err, stdout) =>
-      err ? reject(err) : resolve(path.join(stdout, 'kubectl')),
-    );
-  });
-  return kubectlPath;
+/**
+ * The pinned build of a Kubernetes tool (kubectl, helm, ...). scripts/dev.sh exports the
+ * binaries' folder; anything else (an editor's vitest, a bare node) asks env.sh, the one place
+ * that knows where the pinned build lives.
+ */
+function k8sBinary(name: string): Promise<string> {
+  let found = binaryPaths.get(name);
+  if (!found) {
+    found = new Promise((resolve, reject) => {
+      const known = process.env.SENTINEL_SWITCH_K8S_BIN;
+      if (known) return resolve(path.join(known, name));
+      execFile('bash', ['-c', 'source scripts/lib/env.sh && printf %s "$SENTINEL_SWITCH_K8S_BIN"'], { cwd: ROOT }, (err, stdout) =>
+        err ? reject(err) : resolve(path.join(stdout, name)),
+      );
+    });
+    binaryPaths.set(name, found);
+  }
+  return found;
 }
 
-/** Runs kubectl against kubeconfig; throws with its stderr on failure unless options.check is false. */
-export async function kubectl(
-  kubeconfig: string,
-  args: string[],
-  stdin?: string,
-  options: KubectlOptions = {},
-): Promise<RunResult> {
-  const bin = await kubectlBinary();
+export interface ToolOptions extends KubectlOptions {
+  stdin?: string;
+  /** Extra environment on top of this process's. */
+  env?: Record<string, string>;
+}
+
+/** Runs a pinned Kubernetes tool; throws with its stderr on failure unless options.check is false. */
+export async function runK8sTool(name: string, args: string[], options: ToolOptions = {}): Promise<RunResult> {
+  const bin = await k8sBinary(name);
   const { check = true, timeoutMs = 30_000 } = options;
   const result = await new Promise<RunResult>((resolve, reject) => {
-    const child = spawn(bin, ['--kubeconfig', kubeconfig, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(bin, args, { stdio: ['pipe', 'pipe', 'pipe'], env: options.env ? { ...process.env, ...options.env } : process.env });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     let timedOut = false;
@@ -144,16 +152,21 @@ export async function kubectl(
     });
     child.on('close', (code) => {
       clearTimeout(timer);
-      const stderr = Buffer.concat(err).toString() + (timedOut ? `\nkubectl killed after ${timeoutMs} ms` : '');
+      const stderr = Buffer.concat(err).toString() + (timedOut ? `\n${name} killed after ${timeoutMs} ms` : '');
       resolve({ stdout: Buffer.concat(out).toString(), stderr, code: code ?? 1 });
     });
-    child.stdin.on('error', () => {}); // kubectl may exit before reading stdin; its exit code tells
-    child.stdin.end(stdin ?? '');
+    child.stdin.on('error', () => {}); // the tool may exit before reading stdin; its exit code tells
+    child.stdin.end(options.stdin ?? '');
   });
   if (check && result.code !== 0) {
-    throw new Error(`kubectl ${args.join(' ')} failed (exit ${result.code}):\n${result.stderr.trim()}`);
+    throw new Error(`${name} ${args.join(' ')} failed (exit ${result.code}):\n${result.stderr.trim()}`);
   }
   return result;
+}
+
+/** Runs kubectl against kubeconfig; throws with its stderr on failure unless options.check is false. */
+export function kubectl(kubeconfig: string, args: string[], stdin?: string, options: KubectlOptions = {}): Promise<RunResult> {
+  return runK8sTool('kubectl', ['--kubeconfig', kubeconfig, ...args], { ...options, stdin });
 }
 
 /** kubectl with a JSON object on stdin (`create -f -`, `apply -f -`...). */
