@@ -187,16 +187,22 @@ function checkEventAnswer(ctx: Ctx, to: Address, res: HttpResponse): string | un
  * The oracle of an authorized JSON POST to /v1/failover whose body fits the limit: parse as the
  * hardened parser does, then the README's contract.
  */
-function judgeFailoverText(ctx: Ctx, text: string, res: HttpResponse): string | undefined {
+/** The body as the service's JSON parser sees it (a BOM is skipped), or undefined when it must be a 400. */
+function parsedBody(text: string): { body: unknown } | undefined {
   const stripped = text.replace(/^\ufeff/, '');
-  if (stripped.length === 0) return expectStatus(res, [400]);
-  let body: unknown;
+  if (stripped.length === 0) return undefined;
   try {
-    body = JSON.parse(stripped);
+    const body: unknown = JSON.parse(stripped);
+    return hasPoisonKeys(body) ? undefined : { body };
   } catch {
-    return expectStatus(res, [400]);
+    return undefined;
   }
-  if (hasPoisonKeys(body)) return expectStatus(res, [400]);
+}
+
+function judgeFailoverText(ctx: Ctx, text: string, res: HttpResponse): string | undefined {
+  const parsed = parsedBody(text);
+  if (!parsed) return expectStatus(res, [400]);
+  const { body } = parsed;
   const verdict = judgeFailoverBody(body);
   if (!verdict.ok) {
     const bad = expectStatus(res, [400]);
@@ -213,14 +219,9 @@ function judgeFailoverText(ctx: Ctx, text: string, res: HttpResponse): string | 
 function judgeReconcileText(ctx: Ctx, text: string | undefined, res: HttpResponse): string | undefined {
   let body: unknown;
   if (text !== undefined) {
-    const stripped = text.replace(/^\ufeff/, '');
-    if (stripped.length === 0) return expectStatus(res, [400]);
-    try {
-      body = JSON.parse(stripped);
-    } catch {
-      return expectStatus(res, [400]);
-    }
-    if (hasPoisonKeys(body)) return expectStatus(res, [400]);
+    const parsed = parsedBody(text);
+    if (!parsed) return expectStatus(res, [400]);
+    body = parsed.body;
   }
   const verdict = judgeReconcileBody(body);
   if (!verdict.ok) {
