@@ -85,11 +85,12 @@ export class ConfigError extends Error {}
 
 /** Turns zod issues into lines an operator can act on: the field path and what it must be. */
 export function describeIssues(error: z.ZodError, source: string): string {
-  const lines = error.issues.map((i) => {
-    const path = i.path.length ? i.path.join('.') : '(top level)';
-    return `  ${path}: ${i.message}`;
-  });
-  return `invalid configuration in ${source}:\n${lines.join('\n')}`;
+  return `invalid configuration in ${source}:\n${issueLines(error, '(top level)').map((l) => `  ${l}`).join('\n')}`;
+}
+
+/** "field.path: what it must be", one per issue; `top` names an issue of the whole document. */
+export function issueLines(error: z.ZodError, top: string): string[] {
+  return error.issues.map((i) => `${i.path.length ? i.path.join('.') : top}: ${i.message}`);
 }
 
 export function parseConfig(raw: unknown, source = 'config'): Config {

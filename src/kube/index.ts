@@ -4,6 +4,7 @@
 import { ApiException, CoreV1Api, KubeConfig, PatchStrategy, setHeaderOptions, type V1Service } from '@kubernetes/client-node';
 import type { Config } from '../config.ts';
 import type { ServiceState } from '../decide/index.ts';
+import { withTimeout } from '../timeout.ts';
 
 export const ANNOTATION_PREFIX = 'sentinel-switch.io/';
 export const annotations = {
@@ -157,18 +158,8 @@ export class Kube {
     }
   }
 
-  async #call<T>(p: Promise<T>): Promise<T> {
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      return await Promise.race([
-        p,
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new KubeError('unavailable', `Kubernetes API did not answer within ${this.#timeoutMs} ms`)), this.#timeoutMs);
-        }),
-      ]);
-    } finally {
-      clearTimeout(timer);
-    }
+  #call<T>(p: Promise<T>): Promise<T> {
+    return withTimeout(p, this.#timeoutMs, () => new KubeError('unavailable', `Kubernetes API did not answer within ${this.#timeoutMs} ms`));
   }
 
   #explain(err: unknown, verb: string, resource: string, ref: ServiceRef): KubeError {

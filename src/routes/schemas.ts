@@ -1,6 +1,7 @@
 // Request bodies, validated with zod: strict objects, so a field we do not know is an error
 // that names it instead of being silently ignored.
 import { z } from 'zod';
+import { issueLines } from '../config.ts';
 
 const address = z.strictObject({
   host: z.string().min(1).max(253),
@@ -22,5 +23,5 @@ export const reconcileRequest = z.strictObject({ masterSet: z.string().min(1).ma
 
 /** "from.port: expected number, received string; (top level): unrecognized key 'x'" */
 export function describeInvalid(error: z.ZodError): string {
-  return error.issues.map((i) => `${i.path.length ? i.path.join('.') : '(body)'}: ${i.message}`).join('; ');
+  return issueLines(error, '(body)').join('; ');
 }

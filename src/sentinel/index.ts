@@ -8,6 +8,7 @@ import type { ConnectionOptions } from 'node:tls';
 import { Redis } from 'ioredis';
 import { type MasterSetConfig, readSecret } from '../config.ts';
 import type { Address, RoleReply, Vote } from '../decide/index.ts';
+import { withTimeout } from '../timeout.ts';
 
 interface Auth {
   username?: string;
@@ -49,7 +50,7 @@ export class SentinelClient {
           return;
         }
         try {
-          const addrs = await withTimeout(lookup(host, { all: true }), this.#timeoutMs, `DNS lookup of ${host}`);
+          const addrs = await withTimeout(lookup(host, { all: true }), this.#timeoutMs, () => new Error(`DNS lookup of ${host} timed out after ${this.#timeoutMs} ms`));
           if (addrs.length === 0) out.push({ sentinel: spec, error: `DNS name ${host} has no addresses` });
           for (const a of addrs) out.push({ sentinel: addrs.length > 1 ? `${a.address}:${port} (${host})` : spec, address: { host: a.address, port } });
         } catch (err) {
@@ -154,14 +155,4 @@ function describeError(err: unknown, who: string): string {
   if (/NOAUTH|WRONGPASS|invalid password|invalid username/i.test(msg)) return `${who} rejected our credentials (${msg}): check the auth password/username`;
   if (/NOPERM/i.test(msg)) return `${who}: ACL user lacks permission (${msg}): allow the command`;
   return `${who}: ${msg}`;
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([
-    p,
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
 }
