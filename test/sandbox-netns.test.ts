@@ -3,8 +3,7 @@
 // ExternalName Services from the API, and kube-proxy routing a ClusterIP to the Ready pod its
 // selector picks, as on a cluster. Everything here is real: kube-controller-manager writes the
 // EndpointSlices, kube-proxy the iptables rules, CoreDNS the answers.
-import { mkdtempSync, readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { readFileSync, statSync } from 'node:fs';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -21,7 +20,6 @@ import {
   waitForName,
 } from './harness/k8s.ts';
 import { type RedisNode, type RedisSandbox, startRedisSandbox } from './harness/redis.ts';
-import { repoRoot } from './harness/switch.ts';
 
 /** Local IPv4 addresses of a network namespace, from the /proc/<pid>/net/fib_trie of a process in it. */
 function localAddresses(pid: number | 'self'): string[] {
@@ -102,7 +100,6 @@ describe('the data plane: EndpointSlices, CoreDNS and kube-proxy on real Redis p
     admin = cluster.kubeconfigPath;
     ns = await createNamespace(admin, 'dataplane');
     sb = await startRedisSandbox({
-      dir: mkdtempSync(join(repoRoot, '.sandbox', 'dataplane-')),
       replicas: 1,
       sentinels: 1,
       beforeStart: async (plan) => {
