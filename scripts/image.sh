@@ -4,10 +4,11 @@
 # touches a Docker the machine may already run.
 #
 #   image.sh build      make the base image locally if needed, then build the Dockerfile as
-#                       IMAGE (skipped when the image inputs are unchanged since the last build);
+#                       sentinel-switch:<hash of its inputs> (skipped when that one was built);
 #                       prints the cold/warm build time. Needs the package registry (npm ci).
 #   image.sh daemon     run our dockerd in the foreground (the image test starts it inside its
 #                       own network namespace, with the same data root, and stops it by PID)
+#   image.sh cleanup    after `daemon` has exited: unmount what dockerd left under its exec root
 #   image.sh hash       the hash of the image inputs (the built image carries it as a label)
 #   image.sh env        the variables the test reads (DOCKER, DOCKER_HOST, IMAGE, ...)
 #
@@ -33,7 +34,9 @@ DOCKER_EXEC="$IMG_DIR/docker-exec"
 DOCKER_SOCK="$IMG_DIR/docker.sock"
 DOCKER_PIDFILE="$IMG_DIR/docker.pid"
 BASE_IMAGE="sentinel-switch-local/node:$SS_NODE_VERSION-$DEBIAN_SUITE-npm$SS_NPM_VERSION"
-IMAGE=sentinel-switch:test
+# Tagged by the hash of its inputs: worktrees sharing the cache never test each other's image.
+IMAGE_REPO=sentinel-switch
+KEEP_IMAGES=4
 # Debian's docker CLI and daemon, whatever else is on PATH.
 DOCKER=/usr/bin/docker
 DOCKERD=/usr/sbin/dockerd
@@ -88,7 +91,17 @@ stop_daemon() {
   kill -KILL "$DAEMON_PID" 2>/dev/null || true
   DAEMON_PID=
 }
+stop_daemon_and_cleanup() { stop_daemon; cleanup_exec_root; }
 d() { DOCKER_HOST="unix://$DOCKER_SOCK" "$DOCKER" "$@"; }
+
+# dockerd leaves its network namespace bound at <exec-root>/netns/default after it stops: unmount
+# what is left under OUR exec root (nothing else), once the daemon is gone.
+cleanup_exec_root() {
+  local m
+  awk -v d="$DOCKER_EXEC/" 'index($2, d) == 1 { print $2 }' /proc/self/mounts | sort -r | while read -r m; do
+    umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+  done
+}
 
 # The Debian mirror exactly as apt uses it on this machine (no host written here).
 debian_mirror() {
@@ -136,10 +149,10 @@ make_base() {
 
 build() {
   local hash; hash=$(input_hash)
-  local stamp="$IMG_DIR/built"
-  if [ "$(cat "$stamp" 2>/dev/null)" = "$hash" ] && [ "${1:-}" != --force ]; then return 0; fi
+  local IMAGE="$IMAGE_REPO:$hash" stamp="$IMG_DIR/built.d/$hash"
+  if [ -e "$stamp" ] && [ "${1:-}" != --force ]; then return 0; fi
   install_packages
-  trap stop_daemon EXIT
+  trap stop_daemon_and_cleanup EXIT
   start_daemon
   make_base
   [ -r "$BUILD_CA" ] || { say "CA bundle $BUILD_CA not readable (set SENTINEL_SWITCH_BUILD_CA)"; return 1; }
@@ -152,9 +165,13 @@ build() {
     d build --network host --build-arg "NODE_IMAGE=$BASE_IMAGE" --label "sentinel-switch.inputs=$hash" -t "$IMAGE" - \
       >"$IMG_DIR/build.log" 2>&1 || { tail -40 "$IMG_DIR/build.log" >&2; say "docker build failed (log: $IMG_DIR/build.log)"; return 1; }
   local t1; t1=$(date +%s.%N)
-  echo "$hash" >"$stamp"
+  mkdir -p "$IMG_DIR/built.d"; : >"$stamp"
+  # Keep the newest few builds (layers they share stay once); drop the rest and their stamps.
+  d images "$IMAGE_REPO" --format '{{.Tag}}' | tail -n +$((KEEP_IMAGES + 1)) | while read -r old; do
+    d rmi "$IMAGE_REPO:$old" >/dev/null 2>&1 || true; rm -f "$IMG_DIR/built.d/$old"
+  done
   say "built $IMAGE in $(printf '%.1f' "$(echo "$t1 - $t0" | bc 2>/dev/null || awk "BEGIN{print $t1-$t0}")") s ($(d image inspect -f '{{.Size}}' "$IMAGE" | awk '{printf "%.1f MB", $1/1e6}'))"
-  stop_daemon
+  stop_daemon_and_cleanup
   exec 9>&-
   trap - EXIT
 }
@@ -165,9 +182,10 @@ case "${1:-}" in
     lock_daemon
     mapfile -t args < <(daemon_args)
     exec "$DOCKERD" "${args[@]}" ;;
+  cleanup) cleanup_exec_root ;;
   hash) input_hash ;;
   env)
     printf 'DOCKER=%s\nDOCKER_HOST=unix://%s\nIMAGE=%s\nIMAGE_INPUTS=%s\nBASE_IMAGE=%s\nDOCKER_DIR=%s\n' \
-      "$DOCKER" "$DOCKER_SOCK" "$IMAGE" "$(input_hash)" "$BASE_IMAGE" "$IMG_DIR" ;;
+      "$DOCKER" "$DOCKER_SOCK" "$IMAGE_REPO:$(input_hash)" "$(input_hash)" "$BASE_IMAGE" "$IMG_DIR" ;;
   *) echo "usage: image.sh build [--force]|daemon|hash|env" >&2; exit 2 ;;
 esac

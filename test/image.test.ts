@@ -76,6 +76,7 @@ describe('the container image, run as the chart runs it', () => {
       const t = setTimeout(() => daemon!.kill('SIGKILL'), 20_000);
       await exited;
       clearTimeout(t);
+      await run('bash', [path.join(repoRoot, 'scripts/image.sh'), 'cleanup']);
     }
   }, 60_000);
 
