@@ -52,15 +52,14 @@ RUN if [ -f build-ca.pem ]; then export NODE_EXTRA_CA_CERTS=/app/build-ca.pem; f
 
 # ---------------------------------------------------------------------------------------------
 # node and exactly the shared libraries it loads (ldd), at the paths it loads them from, plus
-# their Debian copyright files.
+# their Debian copyright files. Nothing else: no /tmp, as the process writes nothing.
 FROM ${NODE_IMAGE} AS rootfs
 RUN set -e; node=$(command -v node); mkdir -p /rootfs/usr/local/bin /rootfs/usr/share/doc; \
     cp "$node" /rootfs/usr/local/bin/node; \
     for lib in $(ldd "$node" | awk '/=>/ { print $3 } /^\t\// { print $1 }'); do cp -L --parents "$lib" /rootfs/; done; \
     for pkg in libc6 libstdc++6 libgcc-s1; do \
-      [ ! -f "/usr/share/doc/$pkg/copyright" ] || cp -r --parents "/usr/share/doc/$pkg/copyright" /rootfs/; \
-    done; \
-    true  # (no /tmp, nothing else: the process writes nothing)
+      [ ! -f "/usr/share/doc/$pkg/copyright" ] || cp --parents "/usr/share/doc/$pkg/copyright" /rootfs/; \
+    done
 
 # ---------------------------------------------------------------------------------------------
 FROM scratch
