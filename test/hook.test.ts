@@ -3,7 +3,7 @@
 // the commands the script is allowed to use. Its counterpart is a real node http(s) server that
 // records every request, so the assertions are on the bytes that reach the wire.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync, mkdirSync } from 'node:fs';
+import { chmodSync, chownSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync, mkdirSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -282,6 +282,47 @@ describe('the hook gives up with the exit code Sentinel expects', () => {
     const badUrl = await runHook({ SENTINEL_SWITCH_URL: 'ftp://127.0.0.1/x', SENTINEL_SWITCH_TOKEN: TOKEN });
     expect(badUrl.code).toBe(2);
     expect(badUrl.stderr).toContain('is not http(s)://host[:port][/prefix]');
+  });
+});
+
+describe('the token file and the pod\'s fsGroup', () => {
+  // A Secret volume file is 0440 root:<fsGroup>. The hook runs as the sentinel user (here uid
+  // 10001, as the user a pod would run it as): it reads the token only through that group.
+  function runAs(uid: number, gid: number, tokenFile: string): Promise<{ code: number | null; stderr: string }> {
+    return new Promise((resolve, reject) => {
+      // System PATH only: this user cannot enter root's private folders.
+      const child = spawn('bash', [SCRIPT, ...ARGS], {
+        uid, gid,
+        env: { PATH: '/usr/local/bin:/usr/bin:/bin', SENTINEL_SWITCH_URL: 'http://127.0.0.1:1', SENTINEL_SWITCH_TOKEN_FILE: tokenFile, SENTINEL_SWITCH_RETRY_SECONDS: '0' },
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
+      let stderr = '';
+      child.stderr.on('data', (c: Buffer) => { stderr += c.toString(); });
+      child.on('error', reject);
+      child.on('close', (code) => resolve({ code, stderr }));
+    });
+  }
+
+  it('without the group the hook says "not readable by uid N: set the pod\'s fsGroup" (exit 2); with it, it reads the token', async () => {
+    if (process.getuid?.() !== 0) throw new Error('this test switches to uid 10001 and needs root, as CI runs');
+    const dir = mkdtempSync(path.join(tmpdir(), 'ss-hook-fsgroup-'));
+    chmodSync(dir, 0o755);
+    const file = path.join(dir, 'token');
+    writeFileSync(file, `${TOKEN}\n`);
+    chmodSync(file, 0o440);
+    try {
+      chownSync(file, 0, 0); // no fsGroup: root's group
+      const denied = await runAs(10001, 10001, file);
+      expect(denied.code).toBe(2);
+      expect(denied.stderr).toContain(`SENTINEL_SWITCH_TOKEN_FILE '${file}' is not readable by uid 10001: set the pod's fsGroup`);
+      chownSync(file, 0, 10001); // the fsGroup the kubelet applies
+      const allowed = await runAs(10001, 10001, file);
+      expect(allowed.stderr).not.toContain('not readable');
+      expect(allowed.stderr).toContain('connect to 127.0.0.1:1 failed'); // got past the token: delivery fails, retried by Sentinel
+      expect(allowed.code).toBe(1);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -1,5 +1,6 @@
 // Probes and metrics. /readyz is "can this instance do its job now": the Kubernetes API answers
-// with our credentials and every master set has a reachable Sentinel majority. The answer is
+// with our credentials, every master set has a reachable Sentinel majority, and the master it
+// elects accepts our Redis credentials (ROLE). The answer is
 // cached briefly so a burst of probes does not become a burst of questions to Redis and the API.
 import type { FastifyInstance } from 'fastify';
 import type { Config } from '../config.ts';
@@ -43,16 +44,20 @@ async function readiness(opts: { config: Config; kube: Kube; sentinels: Map<stri
       (s) => ({ name: `kubernetes:${service}`, ok: true, detail: s.exists ? 'API answers; Service found' : 'API answers; Service not found yet' }),
       (e: KubeError) => ({ name: `kubernetes:${service}`, ok: false, detail: e.message }),
     );
-    const votes = await opts.sentinels.get(set.name)!.askSentinels();
+    const client = opts.sentinels.get(set.name)!;
+    const votes = await client.askSentinels();
     const answering = votes.filter((v) => 'master' in v).length;
-    const needed = tally(votes, set.quorum).needed;
+    const t = tally(votes, set.quorum);
     const failed = votes.filter((v) => 'error' in v).map((v) => ('error' in v ? v.error : ''));
     const sentinelCheck: Check = {
       name: `sentinels:${set.name}`,
-      ok: answering >= needed,
-      detail: `${answering}/${votes.length} sentinels answer, ${needed} needed` + (failed.length ? `; ${failed.join('; ')}` : ''),
+      ok: answering >= t.needed,
+      detail: `${answering}/${votes.length} sentinels answer, ${t.needed} needed` + (failed.length ? `; ${failed.join('; ')}` : ''),
     };
-    return [sentinelCheck, await kubeCheck];
+    // The elected master must be verifiable with redisAuth/TLS, or no switch can ever happen.
+    const checks = [sentinelCheck];
+    if (t.ok) checks.push({ name: `redis:${set.name}`, ...(await client.checkAccess(t.master)) });
+    return [...checks, await kubeCheck];
   });
   for (const c of await Promise.all(perSet)) checks.push(...c);
   return checks;

@@ -10,6 +10,14 @@ import { type MasterSetConfig, readSecret } from '../config.ts';
 import type { Address, RoleReply, Vote } from '../decide/index.ts';
 import { withTimeout } from '../timeout.ts';
 
+export interface SentinelTarget {
+  sentinel: string;
+  address?: Address;
+  /** The configured DNS name the address came from: the TLS server name. */
+  servername?: string;
+  error?: string;
+}
+
 interface Auth {
   username?: string;
   password?: string;
@@ -40,8 +48,8 @@ export class SentinelClient {
   }
 
   /** The sentinels to ask now: each configured host:port, a DNS name expanded to all its addresses. */
-  async sentinelAddresses(): Promise<{ sentinel: string; address?: Address; error?: string }[]> {
-    const out: { sentinel: string; address?: Address; error?: string }[] = [];
+  async sentinelAddresses(): Promise<SentinelTarget[]> {
+    const out: SentinelTarget[] = [];
     await Promise.all(
       this.#set.sentinels.map(async (spec) => {
         const { host, port } = splitHostPort(spec);
@@ -52,7 +60,9 @@ export class SentinelClient {
         try {
           const addrs = await withTimeout(lookup(host, { all: true }), this.#timeoutMs, () => new Error(`DNS lookup of ${host} timed out after ${this.#timeoutMs} ms`));
           if (addrs.length === 0) out.push({ sentinel: spec, error: `DNS name ${host} has no addresses` });
-          for (const a of addrs) out.push({ sentinel: addrs.length > 1 ? `${a.address}:${port} (${host})` : spec, address: { host: a.address, port } });
+          // Connected by IP, but the TLS server name (and the name the certificate is checked
+          // against) stays the configured one: certificates name the Service, not pod IPs.
+          for (const a of addrs) out.push({ sentinel: addrs.length > 1 ? `${a.address}:${port} (${host})` : spec, address: { host: a.address, port }, servername: host });
         } catch (err) {
           out.push({ sentinel: spec, error: `cannot resolve sentinel ${host}: ${(err as Error).message}` });
         }
@@ -68,7 +78,7 @@ export class SentinelClient {
       targets.map(async (t): Promise<Vote> => {
         if (!t.address) return { sentinel: t.sentinel, error: t.error ?? 'no address' };
         try {
-          const reply = await this.#command(t.address, this.#sentinelAuth, ['SENTINEL', 'get-master-addr-by-name', this.#set.name]);
+          const reply = await this.#command(t.address, this.#sentinelAuth, ['SENTINEL', 'get-master-addr-by-name', this.#set.name], t.servername);
           if (reply === null) return { sentinel: t.sentinel, error: `sentinel does not monitor master set ${this.#set.name}` };
           if (!Array.isArray(reply) || reply.length !== 2) return { sentinel: t.sentinel, error: `unexpected reply ${JSON.stringify(reply)}` };
           const port = Number(reply[1]);
@@ -96,15 +106,30 @@ export class SentinelClient {
     }
   }
 
+  /**
+   * Readiness: can we verify this node at all? ROLE must not fail for a reason that retrying
+   * cannot fix (credentials, ACL, TLS certificate). A refused or silent node passes: that is a
+   * failover in progress, which Sentinel handles and reconcile follows.
+   */
+  async checkAccess(node: Address): Promise<{ ok: boolean; detail: string }> {
+    try {
+      const reply = await this.#command(node, this.#redisAuth, ['ROLE']);
+      return { ok: true, detail: `ROLE of ${node.host}:${node.port} answers ${Array.isArray(reply) ? String(reply[0]) : JSON.stringify(reply)}` };
+    } catch (err) {
+      const who = `node ${node.host}:${node.port}`;
+      return { ok: errorKind(err) === 'transient', detail: describeError(err, who) };
+    }
+  }
+
   async close(): Promise<void> {
     this.#closed = true;
     for (const c of this.#pool.values()) c.disconnect();
     this.#pool.clear();
   }
 
-  async #command(at: Address, auth: Auth, args: [string, ...string[]]): Promise<unknown> {
+  async #command(at: Address, auth: Auth, args: [string, ...string[]], servername?: string): Promise<unknown> {
     if (this.#closed) throw new Error('client closed');
-    const key = `${at.host}:${at.port}:${auth.username ?? ''}`;
+    const key = `${at.host}:${at.port}:${auth.username ?? ''}:${servername ?? ''}`;
     let conn = this.#pool.get(key);
     if (!conn || conn.status === 'end' || conn.status === 'close') {
       conn?.disconnect();
@@ -113,7 +138,8 @@ export class SentinelClient {
         port: at.port,
         username: auth.username,
         password: auth.password,
-        tls: this.#tls,
+        // A node given by hostname gets it as its server name from tls.connect itself.
+        tls: this.#tls && servername ? { ...this.#tls, servername } : this.#tls,
         lazyConnect: true,
         connectTimeout: this.#timeoutMs,
         commandTimeout: this.#timeoutMs,
@@ -123,9 +149,11 @@ export class SentinelClient {
         retryStrategy: () => null,
         connectionName: 'sentinel-switch',
       });
-      conn.on('error', () => {
-        /* reported through the failing command */
-      });
+      // The cause of a failed connection setup (WRONGPASS from AUTH, a TLS certificate error,
+      // ECONNREFUSED) arrives only as an 'error' event; the command itself then rejects with
+      // ioredis' generic "Connection is closed.". Keep the last one to report it instead.
+      const c = conn;
+      c.on('error', (err: Error) => lastError.set(c, err));
       this.#pool.set(key, conn);
     }
     try {
@@ -134,7 +162,8 @@ export class SentinelClient {
     } catch (err) {
       this.#pool.delete(key);
       conn.disconnect();
-      throw err;
+      const cause = lastError.get(conn);
+      throw cause && isGenericClose(err) ? cause : err;
     }
   }
 }
@@ -149,10 +178,35 @@ export function splitHostPort(spec: string): Address {
   return { host, port: Number(spec.slice(i + 1)) };
 }
 
+const lastError = new WeakMap<Redis, Error>();
+
+/** ioredis' own rejection when the connection went away: it says nothing about why. */
+function isGenericClose(err: unknown): boolean {
+  return /^Connection is closed\.?$/.test((err as Error)?.message ?? '');
+}
+
+type ErrorKind = 'credentials' | 'permission' | 'tls' | 'transient';
+
+function errorKind(err: unknown): ErrorKind {
+  const e = err as NodeJS.ErrnoException;
+  const msg = e?.message ?? String(err);
+  if (/NOAUTH|WRONGPASS|invalid password|invalid username/i.test(msg)) return 'credentials';
+  if (/NOPERM/i.test(msg)) return 'permission';
+  if (/^(ERR_TLS_|ERR_SSL_|CERT_|DEPTH_ZERO_|SELF_SIGNED_|UNABLE_TO_(GET|VERIFY)_|ERR_OSSL)/.test(String(e?.code ?? '')) || /certificate|altnames|SSL routines|wrong version number/i.test(msg)) return 'tls';
+  return 'transient';
+}
+
 function describeError(err: unknown, who: string): string {
   const e = err as NodeJS.ErrnoException;
   const msg = e?.message ?? String(err);
-  if (/NOAUTH|WRONGPASS|invalid password|invalid username/i.test(msg)) return `${who} rejected our credentials (${msg}): check the auth password/username`;
-  if (/NOPERM/i.test(msg)) return `${who}: ACL user lacks permission (${msg}): allow the command`;
-  return `${who}: ${msg}`;
+  switch (errorKind(err)) {
+    case 'credentials':
+      return `${who} rejected our credentials (${msg}): check the auth password/username`;
+    case 'permission':
+      return `${who}: ACL user lacks permission (${msg}): allow the command`;
+    case 'tls':
+      return `${who}: TLS failed (${msg}${e?.code && !msg.includes(e.code) ? `, ${e.code}` : ''}): the certificate must be signed by tls.caFile and name the host connected to (its DNS name, or an IP SAN when Sentinel announces IPs)`;
+    default:
+      return `${who}: ${msg}`;
+  }
 }

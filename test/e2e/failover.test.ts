@@ -111,7 +111,7 @@ describe('failover moves the Service, once, only to the verified master', () => 
   it('/readyz is ready and says why; /healthz is ok', async () => {
     const ready = await fetch(`${stack.service!.url}/readyz`);
     expect(ready.status).toBe(200);
-    expect(((await ready.json()) as { checks: { name: string; ok: boolean }[] }).checks.map((c) => c.name)).toEqual(['config', 'sentinels:mymaster', `kubernetes:${stack.namespace}/redis-master`]);
+    expect(((await ready.json()) as { checks: { name: string; ok: boolean }[] }).checks.map((c) => c.name)).toEqual(['config', 'sentinels:mymaster', 'redis:mymaster', `kubernetes:${stack.namespace}/redis-master`]);
     expect((await fetch(`${stack.service!.url}/healthz`)).status).toBe(200);
   });
 

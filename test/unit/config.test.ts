@@ -22,6 +22,13 @@ describe('config', () => {
     const bad = { ...minimal, masterSets: [{ ...minimal.masterSets[0], sentinels: ['no-port'] }] };
     expect(() => parseConfig(bad, 'x.yaml')).toThrow(/x\.yaml:\n {2}masterSets\.0\.sentinels\.0: must be host:port/);
   });
+  it('refuses sentinel ports 0 and > 65535, naming the field; accepts 1 and 65535', () => {
+    const withSentinels = (sentinels: string[]) => ({ ...minimal, masterSets: [{ ...minimal.masterSets[0], sentinels }] });
+    for (const spec of ['redis-headless:0', 'redis-headless:65536', '[::1]:99999', 'redis:00000']) {
+      expect(() => parseConfig(withSentinels(['ok:26379', spec]), 'x.yaml'), spec).toThrow(/x\.yaml:\n {2}masterSets\.0\.sentinels\.1: port must be 1-65535/);
+    }
+    expect(parseConfig(withSentinels(['a:1', 'b:65535', '[::1]:26379'])).masterSets[0]!.sentinels).toEqual(['a:1', 'b:65535', '[::1]:26379']);
+  });
   it('rejects unknown fields instead of ignoring a typo', () => {
     expect(() => parseConfig({ ...minimal, reconcileIntervalSecond: 5 })).toThrow(/unrecognized key.*reconcileIntervalSecond/i);
   });
