@@ -104,7 +104,7 @@ export async function createService(config: Config, opts: ServiceOptions = {}): 
     metrics.sentinelEvents.inc({ master_set: e.masterSet, kind: e.kind });
     log.debug({ masterSet: e.masterSet, event: e }, 'sentinel event');
     reconciler.fencer(e.masterSet)?.onEvent(e);
-    const again = (): void => void reconciler.reconcile(e.masterSet, 'event', e.kind === 'switch-master' ? { claimed: e.to } : {}).catch(() => undefined);
+    const again = (): void => void reconciler.reconcile(e.masterSet, 'event', e.kind === 'switch-master' ? { claimed: e.to, receivedAt: performance.now() } : {}).catch(() => undefined);
     // A node answering again may be a stale master; an abort may leave the old master in place.
     if (e.kind === 'switch-master' || e.kind === 'failover-abort' || e.kind === 'sdown-cleared') again();
   };

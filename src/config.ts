@@ -40,13 +40,15 @@ const fencing = z.strictObject({
   demote: z.boolean().default(true),
   /**
    * Upper bound of every pause (CLIENT PAUSE's own timeout, so it holds even if sentinel-switch
-   * dies). A planned failover keeps the old master paused ~1 s; a pause much longer than
-   * Sentinel's hello period (2 s) + down-after makes the sentinels flag the paused master down.
+   * dies). Measured here: +selected-slave to the majority's switch ~1.1 s, to the leader's
+   * +switch-master ~2.2 s; a fenced planned failover keeps the old master paused ~1.2 s. The
+   * bound leaves a slow failover room and still ends well before Sentinel would demote the old
+   * master itself (~10 s after the switch) if sentinel-switch died holding the pause.
    */
-  pauseMs: z.number().int().min(100).max(60_000).default(3_000),
+  pauseMs: z.number().int().min(100).max(60_000).default(5_000),
 });
 export type FencingConfig = z.infer<typeof fencing>;
-export const FENCING_DEFAULTS: FencingConfig = { enabled: true, early: true, demote: true, pauseMs: 3_000 };
+export const FENCING_DEFAULTS: FencingConfig = { enabled: true, early: true, demote: true, pauseMs: 5_000 };
 
 const hostPort = z.string().regex(/^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, 'must be host:port');
 

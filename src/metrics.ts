@@ -26,7 +26,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
     }),
     hookToPatch: new Histogram({
       name: 'sentinel_switch_hook_to_patch_seconds',
-      help: 'From a hook request arriving to the Service patch being acknowledged by the API server.',
+      help: 'From a hook request or a Sentinel +switch-master event arriving to the Service patch being acknowledged by the API server.',
       labelNames: ['master_set'],
       buckets: [0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
       registers,

@@ -372,7 +372,9 @@ export class Fencer {
       if (this.#stopped) return;
       const at = nowMs();
       const answered = r.status === 'fulfilled' ? parseFenceRole(r.value) : { error: String((r.reason as Error)?.message) };
-      if (p.status === 'fulfilled') {
+      if (p.status === 'fulfilled' && this.#paused.has(key)) {
+        this.#paused_(node, this.#paused.get(key)!.reason, at); // a pause we already hold, renewed
+      } else if (p.status === 'fulfilled') {
         this.#paused_(node, 'return', at);
         this.#metrics.fences.inc({ master_set: this.#set.name, reason: 'return' });
         this.#log.info({ node: key, reason: 'return', pause_ms: ms, at: round(at), waited_ms: round(at - queuedAt), role: 'error' in answered ? answered.error : answered.role }, 'fence: paused');
