@@ -166,12 +166,19 @@ export class Fencer {
 
   async #sweep(v: Verified): Promise<void> {
     if (this.#stopped) return;
-    for (const n of await this.#sentinelReplicas()) if (!this.#known.has(addressKey(n))) this.#note(n, false);
     const m = addressKey(v.master);
-    const others = [...this.#known.values()].filter((k) => addressKey(k.node) !== m);
-    const views: NodeView[] = await Promise.all(
-      others.map(async (k): Promise<NodeView> => ({ node: k.node, role: await this.#role(k.node), paused: this.#paused.get(addressKey(k.node))?.reason, suspect: k.suspect })),
-    );
+    const view = async (k: { node: Address; suspect: boolean }): Promise<NodeView> => ({
+      node: k.node,
+      role: await this.#role(k.node),
+      paused: this.#paused.get(addressKey(k.node))?.reason,
+      suspect: k.suspect,
+    });
+    // The nodes we know are asked at once; those only Sentinel lists join when its answer comes.
+    const listed = this.#sentinelReplicas();
+    const views: NodeView[] = await Promise.all([...this.#known.values()].filter((k) => addressKey(k.node) !== m).map(view));
+    const fresh = (await listed).filter((n) => !this.#known.has(addressKey(n)) && addressKey(n) !== m);
+    for (const n of fresh) this.#note(n, false);
+    views.push(...(await Promise.all(fresh.map((node) => view({ node, suspect: false })))));
     views.push({ node: v.master, role: { role: 'master' }, paused: this.#paused.get(m)?.reason, suspect: false });
     for (const view of views) {
       if ('error' in view.role) continue;
@@ -372,6 +379,14 @@ export class Fencer {
       if (this.#stopped) return;
       const at = nowMs();
       const answered = r.status === 'fulfilled' ? parseFenceRole(r.value) : { error: String((r.reason as Error)?.message) };
+      if (p.status === 'fulfilled' && !('error' in answered) && answered.role !== 'master' && !this.#paused.has(key)) {
+        // It came back as a replica (restarted, or demoted meanwhile): nothing to fence.
+        void this.#enqueue(async () => {
+          this.#paused_(node, 'return', at);
+          await this.#unpause(node, 'replica');
+        });
+        return;
+      }
       if (p.status === 'fulfilled' && this.#paused.has(key)) {
         this.#paused_(node, this.#paused.get(key)!.reason, at); // a pause we already hold, renewed
       } else if (p.status === 'fulfilled') {
