@@ -2,6 +2,7 @@
 // (subscribed to Sentinel's pub/sub), the real API server, and an application that knows only the
 // stable name and records every write. Figures are printed (never asserted as timings):
 //   FENCE_ROUNDS=N   planned failovers in the first test (default 2)
+//   FENCE_STALE_ROUNDS=N  stale-master returns in the second test (default 1)
 //   FENCE_COMPARE=1  also one planned failover with fencing off, for the "before" figure
 import { mkdtempSync } from 'node:fs';
 import { join } from 'node:path';
@@ -17,6 +18,7 @@ const nowMs = (): number => performance.timeOrigin + performance.now();
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const sandbox = (name: string): string => mkdtempSync(join(repoRoot, '.sandbox', `${name}-`));
 const ROUNDS = Number(process.env.FENCE_ROUNDS ?? 2);
+const STALE_ROUNDS = Number(process.env.FENCE_STALE_ROUNDS ?? 1);
 
 async function nodeCall(stack: Stack, node: { host: string; port: number }, args: [string, ...string[]]): Promise<unknown> {
   const r = new Redis({ host: node.host, port: node.port, password: stack.redis.password, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
@@ -122,6 +124,10 @@ describe('fencing: no acknowledged write is lost to a demoted or returning maste
   });
 
   it('a stale master that returns (SIGSTOP, failover, SIGCONT) is fenced before it acknowledges any write sent after its return', async () => {
+    for (let round = 1; round <= STALE_ROUNDS; round++) await staleReturn(round);
+  });
+
+  async function staleReturn(round: number): Promise<void> {
     const stale = nodeAt(stack, await stack.redis.masterByMajority());
     // A client that keeps its connection through errors (Jedis, redis-py): it stays on the old master.
     const w = writer(stack, 'stale', 'sticky');
@@ -146,12 +152,12 @@ describe('fencing: no acknowledged write is lost to a demoted or returning maste
     const after = judgeWrites(w.records.filter((r) => r.sentAt > resumedAt), present);
     const buffered = judgeWrites(w.records.filter((r) => r.sentAt <= resumedAt && r.ackAt !== undefined && r.ackAt > resumedAt), present);
     const fence = logs(stack, 'fence: paused').find((l) => l.reason === 'return' && l.node === `${stale.host}:${stale.port}` && Number(l.at) > resumedAt);
-    console.log(`[fencing] stale return: sent after its return ${JSON.stringify(after)}; lostAckedBuffered (sent while it was frozen, acknowledged at its return) ${buffered.lostAcked}; return-to-fence ${fence ? (Number(fence.at) - resumedAt).toFixed(1) : 'none'} ms`);
+    console.log(`[fencing] stale return ${round}: sent after its return ${JSON.stringify(after)}; lostAckedBuffered (sent while it was frozen, acknowledged at its return) ${buffered.lostAcked}; return-to-fence ${fence ? (Number(fence.at) - resumedAt).toFixed(1) : 'none'} ms`);
     expect(fence).toBeDefined();
     expect(after.acked).toBeGreaterThan(0);
     expect(after.lostAcked).toBe(0);
     await stack.redis.waitStable(30_000);
-  });
+  }
 
   it.runIf(process.env.FENCE_COMPARE === '1')('for comparison: the same planned failover with fencing off', async () => {
     await stack.service!.stop();
