@@ -4,6 +4,7 @@
 //   FENCE_ROUNDS=N   planned failovers in the first test (default 2)
 //   FENCE_STALE_ROUNDS=N  stale-master returns in the second test (default 1)
 //   FENCE_COMPARE=1  also one planned failover with fencing off, for the "before" figure
+//   FENCE_MIN_REPLICAS=S  the stale returns run with min-replicas-to-write 1, min-replicas-max-lag S
 import { mkdtempSync } from 'node:fs';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
@@ -124,7 +125,14 @@ describe('fencing: no acknowledged write is lost to a demoted or returning maste
   });
 
   it('a stale master that returns (SIGSTOP, failover, SIGCONT) is fenced before it acknowledges any write sent after its return', async () => {
-    for (let round = 1; round <= STALE_ROUNDS; round++) await staleReturn(round);
+    const lag = process.env.FENCE_MIN_REPLICAS;
+    const setMinReplicas = (n: string) => Promise.all(stack.redis.nodes.map((x) => nodeCall(stack, x, ['CONFIG', 'SET', 'min-replicas-to-write', n, 'min-replicas-max-lag', lag ?? '10'])));
+    if (lag) await setMinReplicas('1');
+    try {
+      for (let round = 1; round <= STALE_ROUNDS; round++) await staleReturn(round);
+    } finally {
+      if (lag) await setMinReplicas('0');
+    }
   });
 
   async function staleReturn(round: number): Promise<void> {
@@ -152,7 +160,7 @@ describe('fencing: no acknowledged write is lost to a demoted or returning maste
     const after = judgeWrites(w.records.filter((r) => r.sentAt > resumedAt), present);
     const buffered = judgeWrites(w.records.filter((r) => r.sentAt <= resumedAt && r.ackAt !== undefined && r.ackAt > resumedAt), present);
     const fence = logs(stack, 'fence: paused').find((l) => l.reason === 'return' && l.node === `${stale.host}:${stale.port}` && Number(l.at) > resumedAt);
-    console.log(`[fencing] stale return ${round}: sent after its return ${JSON.stringify(after)}; lostAckedBuffered (sent while it was frozen, acknowledged at its return) ${buffered.lostAcked}; return-to-fence ${fence ? (Number(fence.at) - resumedAt).toFixed(1) : 'none'} ms`);
+    console.log(`[fencing] stale return ${round}${process.env.FENCE_MIN_REPLICAS ? ` (min-replicas-to-write 1, max-lag ${process.env.FENCE_MIN_REPLICAS})` : ''}: sent after its return ${JSON.stringify(after)}; lostAckedBuffered (sent while it was frozen, acknowledged at its return) ${buffered.lostAcked}; return-to-fence ${fence ? (Number(fence.at) - resumedAt).toFixed(1) : 'none'} ms`);
     expect(fence).toBeDefined();
     expect(after.acked).toBeGreaterThan(0);
     expect(after.lostAcked).toBe(0);

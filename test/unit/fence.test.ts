@@ -2,6 +2,7 @@
 // Redis' CLIENT LIST are read. No I/O.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { parseConfig } from '../../src/config.ts';
 import { clientsToKill, type FenceRole, type NodeView, parseClientList, parseFenceRole, planFence } from '../../src/decide/fence.ts';
 import { addressKey } from '../../src/decide/index.ts';
 import { parseSentinelEvent } from '../../src/sentinel/events.ts';
@@ -117,5 +118,18 @@ describe('parseSentinelEvent: Sentinel payloads, only of the configured master s
     expect(parseSentinelEvent('+switch-master', 'mymaster 198.18.0.1 notaport 198.18.0.2 6379', 's1', 'mymaster')).toBeUndefined();
     expect(parseSentinelEvent('+failover-end', 'garbage', 's1', 'mymaster')).toBeUndefined();
     expect(parseSentinelEvent('+selected-slave', 'master mymaster 198.18.0.1 6379', 's1', 'mymaster')).toBeUndefined();
+  });
+});
+
+describe('config: fencing is on by default, per master set', () => {
+  const base = { token: { env: 'T' }, masterSets: [{ name: 'mymaster', sentinels: ['s:26379'], target: { namespace: 'ns', name: 'svc' } }] };
+  it('defaults', () => {
+    expect(parseConfig(base).masterSets[0]!.fencing).toEqual({ enabled: true, early: true, demote: true, pauseMs: 5000 });
+  });
+  it('off with one field; an unknown field or a pause under 100 ms is an error naming it', () => {
+    const off = parseConfig({ ...base, masterSets: [{ ...base.masterSets[0], fencing: { enabled: false } }] });
+    expect(off.masterSets[0]!.fencing).toEqual({ enabled: false, early: true, demote: true, pauseMs: 5000 });
+    expect(() => parseConfig({ ...base, masterSets: [{ ...base.masterSets[0], fencing: { pause: 1 } }] })).toThrow(/masterSets\.0\.fencing/);
+    expect(() => parseConfig({ ...base, masterSets: [{ ...base.masterSets[0], fencing: { pauseMs: 5 } }] })).toThrow(/masterSets\.0\.fencing\.pauseMs/);
   });
 });
