@@ -4,8 +4,9 @@
 // (if it is not already), its clients are closed once the Service names the verified master,
 // it is demoted to a replica of that master, and unpaused once it says so. The verified master
 // itself is never fenced: if we hold it paused, the only step is to unpause it. Nor is a node
-// that any sentinel still names: mid-failover the promoted replica says ROLE master while the
-// majority still names the old master, and fencing it would undo Sentinel's failover.
+// that any sentinel still names or flags `promoted`: mid-failover the promoted replica says ROLE
+// master while the majority still names the old master (until Sentinel sees the promotion), and
+// fencing it would undo Sentinel's failover.
 import { type Address, addressKey } from './index.ts';
 
 /** ROLE as fencing needs it: a replica's master and whether its link to that master is up. */
@@ -50,12 +51,14 @@ export function planFence(input: {
   master: Address;
   /** Every master any sentinel named in the same run (the majority's and any other). */
   named: Address[];
+  /** Replicas a sentinel flags `promoted` (chosen by a failover under way), asked after ROLE. */
+  promoted?: Address[];
   serviceNamesMaster: boolean;
   demote: boolean;
   nodes: NodeView[];
 }): FencePlan[] {
   const m = addressKey(input.master);
-  const named = new Set(input.named.map(addressKey));
+  const named = new Set([...input.named, ...(input.promoted ?? [])].map(addressKey));
   const plans: FencePlan[] = [];
   const seen = new Set<string>();
   for (const v of input.nodes) {

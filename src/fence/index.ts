@@ -173,19 +173,19 @@ export class Fencer {
       paused: this.#paused.get(addressKey(k.node))?.reason,
       suspect: k.suspect,
     });
-    // The nodes we know are asked at once; those only Sentinel lists join when its answer comes.
-    const listed = this.#sentinelReplicas();
     const views: NodeView[] = await Promise.all([...this.#known.values()].filter((k) => addressKey(k.node) !== m).map(view));
-    const fresh = (await listed).filter((n) => !this.#known.has(addressKey(n)) && addressKey(n) !== m);
-    for (const n of fresh) this.#note(n, false);
-    views.push(...(await Promise.all(fresh.map((node) => view({ node, suspect: false })))));
+    // Asked AFTER ROLE: if a node said master because a failover promoted it, the leader flagged
+    // it `promoted` before it sent SLAVEOF NO ONE, so this answer shows it. Nodes only Sentinel
+    // lists are learnt now and judged by the next run.
+    const sentinelView = await this.#sentinelReplicas();
+    for (const n of sentinelView.replicas) if (!this.#known.has(addressKey(n)) && addressKey(n) !== m) this.#note(n, false);
     views.push({ node: v.master, role: { role: 'master' }, paused: this.#paused.get(m)?.reason, suspect: false });
     for (const view of views) {
       if ('error' in view.role) continue;
       this.#note(view.node, view.role.role === 'master');
       this.#ensureLink(view.node);
     }
-    const plans = planFence({ master: v.master, named: v.named, serviceNamesMaster: v.serviceNamesMaster, demote: this.#set.fencing.demote, nodes: views });
+    const plans = planFence({ master: v.master, named: v.named, promoted: sentinelView.promoted, serviceNamesMaster: v.serviceNamesMaster, demote: this.#set.fencing.demote, nodes: views });
     await Promise.all(plans.map(async (p) => {
       this.#log.debug({ node: addressKey(p.node), steps: p.steps.map((s) => s.step), why: p.why }, 'fence: plan');
       for (const step of p.steps) if (!(await this.#step(p.node, step, v.master))) break;
@@ -318,27 +318,35 @@ export class Fencer {
     }
   }
 
-  /** The replicas one sentinel lists (the former master among them after a failover). */
-  async #sentinelReplicas(): Promise<Address[]> {
-    for (const s of await this.#client.sentinelAddresses()) {
-      if (!s.address) continue;
-      try {
-        const reply = await this.#client.command('sentinel', s.address, ['SENTINEL', 'REPLICAS', this.#set.name]);
-        if (!Array.isArray(reply)) continue;
-        const out: Address[] = [];
-        for (const r of reply) {
-          if (!Array.isArray(r)) continue;
-          const f: Record<string, string> = {};
-          for (let i = 0; i + 1 < r.length; i += 2) f[String(r[i])] = String(r[i + 1]);
-          const port = Number(f.port);
-          if (f.ip && Number.isInteger(port)) out.push({ host: f.ip, port });
+  /**
+   * What every sentinel lists as replicas (the former master among them after a failover), and
+   * those a failover under way has chosen (`promoted`, only on its leader). A sentinel that does
+   * not answer adds nothing; its failover, if any, cannot progress either.
+   */
+  async #sentinelReplicas(): Promise<{ replicas: Address[]; promoted: Address[] }> {
+    const replicas: Address[] = [];
+    const promoted: Address[] = [];
+    await Promise.all(
+      (await this.#client.sentinelAddresses()).map(async (s) => {
+        if (!s.address) return;
+        try {
+          const reply = await this.#client.command('sentinel', s.address, ['SENTINEL', 'REPLICAS', this.#set.name]);
+          if (!Array.isArray(reply)) return;
+          for (const r of reply) {
+            if (!Array.isArray(r)) continue;
+            const f: Record<string, string> = {};
+            for (let i = 0; i + 1 < r.length; i += 2) f[String(r[i])] = String(r[i + 1]);
+            const port = Number(f.port);
+            if (!f.ip || !Number.isInteger(port)) continue;
+            replicas.push({ host: f.ip, port });
+            if ((f.flags ?? '').split(',').includes('promoted')) promoted.push({ host: f.ip, port });
+          }
+        } catch {
+          /* no answer, no knowledge */
         }
-        return out;
-      } catch {
-        /* the next sentinel */
-      }
-    }
-    return [];
+      }),
+    );
+    return { replicas, promoted };
   }
 
   // --- stale return ----------------------------------------------------------------------------

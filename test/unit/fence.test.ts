@@ -33,6 +33,9 @@ describe('planFence: a stale master is paused, emptied, demoted and unpaused; th
     const p = planFence({ master: P, named: [P, M], serviceNamesMaster: true, demote: true, nodes: [view(M, { role: 'master' }), view(P, { role: 'master' }, { paused: 'early' })] });
     expect(p).toEqual([]);
   });
+  it('a replica a sentinel flags promoted (SLAVEOF NO ONE sent, the majority not moved yet) is never fenced, though it says master', () => {
+    expect(planFence({ master: P, named: [P, P, P], promoted: [M], serviceNamesMaster: true, demote: true, nodes: [view(M, { role: 'master' }, { suspect: true })] })).toEqual([]);
+  });
   it('a stale master still named by a lagging sentinel waits for the next run', () => {
     expect(plan([view(P, { role: 'master' }, { paused: 'early' })], { named: [M, M, P] })).toEqual([]);
   });
@@ -60,7 +63,7 @@ describe('planFence: a stale master is paused, emptied, demoted and unpaused; th
     const nodeView = fc.record({ node: addr, role, paused: fc.constantFrom(undefined, 'early', 'switch', 'return' as const), suspect: fc.boolean() });
     fc.assert(
       fc.property(fc.array(nodeView, { maxLength: 6 }), fc.array(addr, { maxLength: 4 }), fc.boolean(), fc.boolean(), (nodes, named, svc, demote) => {
-        const plans = planFence({ master: M, named: [M, ...named], serviceNamesMaster: svc, demote, nodes });
+        const plans = planFence({ master: M, named: [M, ...named], promoted: named.slice(0, 1), serviceNamesMaster: svc, demote, nodes });
         for (const p of plans) {
           if (addressKey(p.node) === addressKey(M)) expect(p.steps.every((s) => s.step === 'unpause')).toBe(true);
           const v = nodes.find((n) => addressKey(n.node) === addressKey(p.node))!;
