@@ -5,7 +5,7 @@ import { lookup } from 'node:dns/promises';
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import type { ConnectionOptions } from 'node:tls';
-import { Redis } from 'ioredis';
+import { Redis, type RedisOptions } from 'ioredis';
 import { type MasterSetConfig, readSecret } from '../config.ts';
 import type { Address, RoleReply, Vote } from '../decide/index.ts';
 import { withTimeout } from '../timeout.ts';
@@ -121,6 +121,20 @@ export class SentinelClient {
     }
   }
 
+  // For fencing (src/fence/) and the event subscription (src/sentinel/events.ts): the same
+  // credentials, TLS and client name as the questions above.
+  /** One command to a sentinel or a Redis node of this master set, on the pooled connection. */
+  command(to: 'sentinel' | 'node', at: Address, args: [string, ...string[]], servername?: string): Promise<unknown> {
+    return this.#command(at, to === 'sentinel' ? this.#sentinelAuth : this.#redisAuth, args, servername);
+  }
+
+  /** Options for a connection of one's own to a sentinel or a node (no timeouts, no retries: the caller sets them). */
+  connectionOptions(to: 'sentinel' | 'node', servername?: string): RedisOptions {
+    const auth = to === 'sentinel' ? this.#sentinelAuth : this.#redisAuth;
+    const tls = this.#tls && servername ? { ...this.#tls, servername } : this.#tls;
+    return { username: auth.username, password: auth.password, tls, connectionName: 'sentinel-switch', enableReadyCheck: false };
+  }
+
   async close(): Promise<void> {
     this.#closed = true;
     for (const c of this.#pool.values()) c.disconnect();
@@ -139,7 +153,7 @@ export class SentinelClient {
         username: auth.username,
         password: auth.password,
         // A node given by hostname gets it as its server name from tls.connect itself.
-        tls: this.#tls && servername ? { ...this.#tls, servername } : this.#tls,
+        tls: this.connectionOptions('sentinel', servername).tls,
         lazyConnect: true,
         connectTimeout: this.#timeoutMs,
         commandTimeout: this.#timeoutMs,
