@@ -95,6 +95,10 @@ export function startAppWriter(o: AppWriterOptions): AppWriter {
         });
         redis.on('error', () => undefined); // each write records its own error
         await redis.connect();
+        if (stopped) {
+          redis.disconnect(); // stop() came while this connect was under way
+          return;
+        }
         const c = { redis, addr };
         redis.once('close', () => {
           drop(c);
