@@ -21,6 +21,7 @@
 // resumed, lost; those are not counted in lostAcked. With --json the LAST line is one JSON object.
 // Bounded: the rounds given, and --minutes for everything (a watchdog stops the run). Everything
 // started here is stopped here, by PID (also on error and on Ctrl-C).
+import { EventEmitter } from 'node:events';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -86,6 +87,8 @@ type Mechanism = (typeof MECHANISMS)[number];
 const BITNAMI_SERVICE = 'bitnami-master';
 const COMMAND_TIMEOUT_MS = 2_000;
 const CONNECT_TIMEOUT_MS = 1_000;
+/** A killed master's process is started again this long after the majority named another. */
+const RESTART_AFTER_MOVE_MS = 1_000;
 /** A stale master returns this long after the first +switch-master. */
 const RESUME_AFTER_SWITCH_MS = 1_500;
 /** How long after the first +switch-master a writer may take to reach the new master. */
@@ -94,6 +97,9 @@ const NEW_ACK_BOUND_MS = 45_000;
 const WINDOW_LAG_MS = COMMAND_TIMEOUT_MS + 500;
 
 // --------------------------------------------------------------------------------- sandbox
+// A writer's commands to a frozen node each hold a socket listener until they time out (ioredis):
+// hundreds at 100 writes/s, by design here.
+EventEmitter.defaultMaxListeners = 1_000;
 const dir = join(repoRoot, '.sandbox', `bench-app-${process.pid}`);
 mkdirSync(dir, { recursive: true });
 const now = (): number => performance.timeOrigin + performance.now();
@@ -140,7 +146,10 @@ interface RoundResult {
   from: string;
   to: string;
   verdicts: Partial<Record<Mechanism, WindowVerdict>>;
+  /** Masters named by +switch-master during the round, in order (Sentinel sometimes fails over twice). */
+  switches: string[];
   note?: string;
+  error?: string;
 }
 const rounds: RoundResult[] = [];
 
@@ -245,7 +254,7 @@ async function runRound(s: Stack, i: number, kind: Kind, fencing: Fencing, windo
   const redis = s.redis;
   const before = await redis.masterByMajority();
   const oldNode = redis.nodes.find((n) => n.host === before.host)!;
-  const result: RoundResult = { i, kind, fencing, from: oldNode.name, to: '?', verdicts: {} };
+  const result: RoundResult = { i, kind, fencing, from: oldNode.name, to: '?', verdicts: {}, switches: [] };
   const watcher = redis.watchSwitches();
   let switchAt: number | undefined;
   let frozen: { fromMs: number; toMs: number } | undefined;
@@ -270,16 +279,17 @@ async function runRound(s: Stack, i: number, kind: Kind, fencing: Fencing, windo
       frozen!.toMs = now();
     }
     if (killed) {
-      // Restarted as the new master's replica (what the Bitnami start script does) once the majority moved.
+      // Restarted as the new master's replica (what the Bitnami start script does) a moment after
+      // the majority moved, as a container restarts.
       const deadline = now() + 20_000;
       while (now() < deadline && (await redis.masterByMajority().catch(() => before)).host === before.host) await sleep(50);
+      await sleep(RESTART_AFTER_MOVE_MS);
       await redis.startNode(killed);
       killed = undefined;
     }
   } catch (err) {
-    result.note = (err as Error).message.split('\n')[0];
+    result.error = (err as Error).message.split('\n')[0];
   } finally {
-    await watcher.close();
     if (paused) await redis.stopNode(oldNode, 'SIGCONT').catch(() => undefined);
     if (frozen && frozen.toMs === Infinity) frozen.toMs = now();
     if (killed) await redis.startNode(killed).catch(() => undefined);
@@ -287,18 +297,37 @@ async function runRound(s: Stack, i: number, kind: Kind, fencing: Fencing, windo
   await redis.waitStable(90_000);
   const stableAt = now();
   const final = await redis.masterByMajority();
+  await watcher.close();
+  const nameOf = (host: string): string => redis.nodes.find((n) => n.host === host)?.name ?? host;
+  for (const e of watcher.events) if (nameOf(e.to.host) !== result.switches.at(-1)) result.switches.push(nameOf(e.to.host));
+  result.to = nameOf(final.host);
+  if (result.switches.length > 1) result.note = `Sentinel failed over ${result.switches.length} times: ${result.switches.join(' -> ')}`;
   const master = { host: final.host, port: final.port, password: redis.password };
+  // The window closes no earlier than the moment the sandbox was stable (the old master demoted),
+  // so a write acknowledged by a stale master is judged in the round that caused it, and after
+  // every writer's first write to the new master.
+  let closeAfter = stableAt;
   if (switchAt !== undefined) {
     const at = switchAt;
-    await Promise.all([...writers.values()].map((writer) => waitNewAck({ writer, switchAtMs: at, master, deadlineMs: at + NEW_ACK_BOUND_MS })));
+    const firsts = await Promise.all([...writers.values()].map((writer) => waitNewAck({ writer, switchAtMs: at, master, deadlineMs: at + NEW_ACK_BOUND_MS })));
+    for (const f of firsts) if (f) closeAfter = Math.max(closeAfter, f.sentAt + 1);
   }
-  // The window closes no earlier than the moment the sandbox was stable (the old master demoted):
-  // a write acknowledged by a stale master is judged in the round that caused it.
-  await sleep(Math.max(0, stableAt + WINDOW_LAG_MS - now()));
+  await sleep(Math.max(0, closeAfter + WINDOW_LAG_MS - now()));
   const windowEnd = now() - WINDOW_LAG_MS;
   const judged = fencing === 'off' ? MECHANISMS : (['sentinel-switch'] as const);
   for (const m of judged) {
     result.verdicts[m] = await judgeWindow({ writer: writers.get(m)!, fromMs: windowStart, toMs: windowEnd, master, switchAtMs: switchAt, frozen });
+  }
+  if (process.env.BENCH_APP_DUMP) {
+    // Post-mortem: every write of the window, times relative to the first +switch-master.
+    const t0 = switchAt ?? windowStart;
+    const rel = (x: number | undefined): number | undefined => (x === undefined ? undefined : Math.round((x - t0) * 10) / 10);
+    writeFileSync(join(dir, `round-${i}-${kind}.json`), JSON.stringify({
+      kind, fencing, switches: watcher.events.map((e) => ({ at: rel(e.atMs), sentinel: e.sentinel, to: nameOf(e.to.host) })),
+      frozen: frozen && { from: rel(frozen.fromMs), to: rel(frozen.toMs) }, stableAt: rel(stableAt), windowEnd: rel(windowEnd), final: nameOf(final.host),
+      writes: Object.fromEntries(MECHANISMS.map((m) => [m, writers.get(m)!.records.filter((r) => r.sentAt >= windowStart && r.sentAt < windowEnd)
+        .map((r) => [r.seq, rel(r.sentAt), rel(r.ackAt), r.addr && nameOf(r.addr), r.error])])),
+    }));
   }
   return { result, windowEnd };
 }
@@ -376,6 +405,8 @@ if (!fencingKnown) say('  fencing: this build has none (every round is "off").')
 if (dnsMode === 'emulated') say('  DNS and data plane are emulated (no network namespace yet): real clusters add their DNS TTL/cache and kube-proxy sync on top.');
 
 const kindsJson = Object.fromEntries(KINDS.filter((k) => table[k]).map((k) => [k, table[k]]));
+const repeated = rounds.filter((r) => r.switches.length > 1);
+if (repeated.length) say(`  ${repeated.length} round(s) where Sentinel failed over more than once (its own race: a sentinel flagged the fresh master down and won a new election): ${repeated.map((r) => `#${r.i} ${r.switches.join(' -> ')}`).join(', ')}; judged against the final master.`);
 const json = {
   writesPerSecond: rate,
   kinds: kindsJson,
@@ -384,10 +415,12 @@ const json = {
   client: clientMode,
   fencing: { measured: phases, known: fencingKnown, peers: 'off' },
   rounds: rounds.length,
+  repeatedFailovers: repeated.length,
+  failedRounds: rounds.filter((r) => r.error).length,
   totalSeconds,
 };
 if (values.json) say(JSON.stringify(json));
-process.exit(rounds.every((r) => !r.note) ? 0 : 1);
+process.exit(rounds.every((r) => !r.error) ? 0 : 1);
 
 // ------------------------------------------------------------------------------------ formatting
 function ms(x: number | null | undefined): string {
@@ -401,5 +434,6 @@ function rowLine(r: RoundResult): string {
     const lost = r.kind === 'stale-return' ? `${v.lostAcked}(+${v.lostAckedBuffered})` : String(v.lostAcked);
     return `${lost} / ${v.firstNewAckMs === undefined ? 'none' : ms(v.firstNewAckMs)} / ${errs}`.padStart(30);
   }).join('  ');
-  return `  ${String(r.i).padStart(2)}  ${r.kind.padEnd(12)} ${r.fencing.padEnd(5)} ${`${r.from} -> ${r.to}`.padEnd(28)}  ${cells}${r.note ? `  (${r.note})` : ''}`;
+  const notes = [r.note, r.error && `ERROR: ${r.error}`].filter(Boolean).join('; ');
+  return `  ${String(r.i).padStart(2)}  ${r.kind.padEnd(12)} ${r.fencing.padEnd(5)} ${`${r.from} -> ${r.to}`.padEnd(28)}  ${cells}${notes ? `  (${notes})` : ''}`;
 }

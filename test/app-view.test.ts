@@ -63,7 +63,8 @@ describe('app view: a writer on the stable name through one SENTINEL FAILOVER', 
     const master = { ...final, password: redis.password };
     const reached = await waitNewAck({ writer, switchAtMs: first.atMs, master, deadlineMs: first.atMs + 30_000 });
     expect(reached).toBeDefined();
-    await sleep(2_600); // the writes of the window all have their outcome (command timeout 2 s)
+    // The window reaches past that write, and all its writes have their outcome (command timeout 2 s).
+    await sleep(Math.max(0, reached!.sentAt + 2_600 - now()));
     const windowEnd = now() - 2_500;
 
     const v = await judgeWindow({ writer, fromMs: windowStart, toMs: windowEnd, master, switchAtMs: first.atMs });

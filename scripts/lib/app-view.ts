@@ -111,7 +111,8 @@ export async function judgeWindow(o: {
 
 /**
  * Waits until the writer has a write acknowledged by `master` after `switchAtMs` (polling the keys
- * acknowledged since then), or until deadlineMs. Resolves with that ack's time, or undefined.
+ * acknowledged since then), or until deadlineMs. Resolves with that write, or undefined. A window
+ * that is to show it must reach past its sentAt.
  */
 export async function waitNewAck(o: {
   writer: AppWriter;
@@ -119,7 +120,7 @@ export async function waitNewAck(o: {
   master: { host: string; port: number; password?: string };
   deadlineMs: number;
   everyMs?: number;
-}): Promise<number | undefined> {
+}): Promise<WriteRecord | undefined> {
   let checkedUpTo = 0;
   for (;;) {
     const records = o.writer.records;
@@ -129,11 +130,13 @@ export async function waitNewAck(o: {
       if (r.ackAt !== undefined && r.ackAt >= o.switchAtMs && r.seq >= checkedUpTo) fresh.push(r);
     }
     if (fresh.length) {
-      const present = await presentKeys(o.master, fresh.map((r) => r.key)).catch(() => new Set<string>());
-      const hit = firstNewAck(fresh, o.switchAtMs, present);
-      if (hit) return hit.ackAt;
-      // Keys that were absent stay absent (the old master's acks): only newer ones need a look.
-      checkedUpTo = Math.max(...fresh.map((r) => r.seq)) + 1;
+      const present = await presentKeys(o.master, fresh.map((r) => r.key)).catch(() => undefined);
+      if (present) {
+        const hit = firstNewAck(fresh, o.switchAtMs, present);
+        if (hit) return hit;
+        // Keys that were absent stay absent (the old master's acks): only newer ones need a look.
+        checkedUpTo = Math.max(...fresh.map((r) => r.seq)) + 1;
+      }
     }
     const now = performance.timeOrigin + performance.now();
     if (now >= o.deadlineMs) return undefined;
