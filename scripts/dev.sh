@@ -4,11 +4,25 @@
 #   dev.sh test [vitest args]   all tests (vitest run)
 #   dev.sh run FILE [args]      a TypeScript entry point (Node strips the types)
 #   dev.sh exec CMD [args]      any command with the toolchain on PATH
+#   dev.sh shell                an interactive bash inside a fresh sandbox namespace
+#   dev.sh enter [PID]          a bash inside a running one (default: the newest of this checkout)
+# `test` and `run` run inside the sandbox's own network + mount namespace (scripts/lib/netns.sh):
+# setup first (it needs the registries), then nothing inside has a route out.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/env.sh"
 cd "$SS_ROOT"
-bash scripts/setup.sh
-cmd=${1:?usage: dev.sh test|run|exec ...}; shift
+cmd=${1:?usage: dev.sh test|run|exec|shell|enter ...}; shift
+case "$cmd" in
+  enter) exec bash scripts/lib/netns.sh enter "$@" ;;
+esac
+[ "${SENTINEL_SWITCH_SETUP_DONE:-}" = 1 ] || bash scripts/setup.sh
+case "$cmd" in
+  test|run)
+    if ! bash scripts/lib/netns.sh inside; then
+      SENTINEL_SWITCH_SETUP_DONE=1 exec bash scripts/lib/netns.sh run bash scripts/dev.sh "$cmd" "$@"
+    fi ;;
+  shell) exec bash scripts/lib/netns.sh shell ;;
+esac
 case "$cmd" in
   test)
     # Besides vitest's own report, one plain closing line 'N passed, N failed, N skipped' that

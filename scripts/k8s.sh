@@ -1,35 +1,53 @@
 #!/usr/bin/env bash
-# A real Kubernetes API server on loopback for the tests, the demo and the benchmarks: one etcd
-# member and kube-apiserver, nothing else (no controller-manager, no scheduler, no nodes).
+# A real Kubernetes cluster for the tests, the demo and the benchmarks: one etcd member and
+# kube-apiserver on loopback; inside the sandbox's network namespace (scripts/lib/netns.sh) also
+# its data plane: kube-controller-manager, kube-proxy, a Node `node-1` and CoreDNS on 198.18.0.53.
 #
-#   k8s.sh up              [--dir DIR] [--owner PID]   start etcd + kube-apiserver, wait for /readyz
+#   k8s.sh up              [--dir DIR] [--owner PID] [--no-data-plane] [--corefile NAME]
+#                                                      start it all, wait until each part is ready
 #   k8s.sh down            [--dir DIR]                 stop everything `up` started (idempotent)
 #   k8s.sh stop-apiserver  [--dir DIR]                 stop only the API server (etcd keeps the data)
 #   k8s.sh start-apiserver [--dir DIR]                 start it again with the very same args and port
+#   k8s.sh dns             [--dir DIR] --corefile NAME restart CoreDNS with another Corefile
 #   k8s.sh status          [--dir DIR]                 exit 0 if the API server answers /readyz
 #   k8s.sh env             [--dir DIR]                 print `export KUBECONFIG=...`
 #
 # DIR (default .sandbox/k8s in the repo) holds everything: pki/, etcd-data/, *.log, *.pid,
-# the exact daemon args (*.args, so a restart reuses them), cluster.env and the admin kubeconfig.
+# the exact daemon args (*.args, so a restart reuses them), cluster.env, the kubeconfigs, Corefile.
 # --owner PID: a watchdog stops the cluster once PID exits, so a crashed test run leaks nothing.
 # SENTINEL_SWITCH_K8S_READY_TIMEOUT (seconds, default 90) bounds every wait for readiness.
 #
-# What a cluster without controller-manager lacks, and the harness makes up for: namespaces get no
-# `default` ServiceAccount and never finish deleting, nothing garbage-collects, no pod ever runs.
+# The data plane (one per network namespace: it owns 198.18.0.53:53 and the namespace's
+# iptables rules): kube-controller-manager runs the EndpointSlice, EndpointSlice-mirroring,
+# ServiceAccount, namespace and garbage-collector controllers; kube-proxy (iptables mode) routes
+# ClusterIPs (198.19.0.0/24) to Ready pods of node-1; CoreDNS answers cluster.local from the API
+# (no forward: there is nothing outside). Corefiles (--corefile, default kubeadm):
+#   kubeadm         kubeadm v1.35's: ttl 30, cache 30 { disable success/denial cluster.local }
+#   plugin-default  the kubernetes plugin's defaults: ttl 5, cache 30
+#   kubeadm-legacy  kubeadm before kubernetes/kubernetes#128359: ttl 30, cache 30
+# No kubelet and no scheduler: pods are API objects whose status the harness writes.
+# Outside the namespace (or with --no-data-plane) only etcd + kube-apiserver run: namespaces then
+# get no `default` ServiceAccount and never finish deleting, and no EndpointSlice is written.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/env.sh"
+export PATH="$PATH:/usr/sbin:/sbin" # ip, iptables (kube-proxy), also for a user whose PATH lacks them
 
 say() { printf 'k8s: %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 
-usage() { sed -n '5,10s/^#  //p' "${BASH_SOURCE[0]}" >&2; exit 2; }
+usage() { sed -n '5,12s/^#  //p' "${BASH_SOURCE[0]}" >&2; exit 2; }
 
 cmd=${1:-}; [ -n "$cmd" ] || usage; shift
 DIR="$SS_ROOT/.sandbox/k8s"
 OWNER=
+DATA_PLANE=auto
+COREFILE=
 while (($#)); do
   case "$1" in
+    --no-data-plane) DATA_PLANE=off; shift ;;
+    --corefile) COREFILE=${2:?--corefile needs a value}; shift 2 ;;
+    --corefile=*) COREFILE=${1#--corefile=}; shift ;;
     --dir) DIR=${2:?--dir needs a value}; shift 2 ;;
     --dir=*) DIR=${1#--dir=}; shift ;;
     --owner) OWNER=${2:?--owner needs a value}; shift 2 ;;
@@ -41,8 +59,14 @@ done
 [[ $DIR == /* ]] || DIR="$PWD/$DIR"
 DIR=${DIR%/}
 READY_TIMEOUT=${SENTINEL_SWITCH_K8S_READY_TIMEOUT:-90}
-SERVICE_CIDR=10.0.0.0/24           # only a number space: ExternalName Services never get an IP from it
-SERVICE_IP=10.0.0.1                # the `kubernetes` Service; in the serving cert like on a real cluster
+# The sandbox's test range (198.18.0.0/15, scripts/lib/netns.sh): routed to lo inside the
+# namespace, kube-proxy DNATs it; outside it is only a number space nothing connects to.
+SERVICE_CIDR=198.19.0.0/24
+SERVICE_IP=198.19.0.1              # the `kubernetes` Service; in the serving cert like on a real cluster
+DNS_IP=198.18.0.53                 # CoreDNS, the nameserver of the namespace's resolv.conf
+NODE_NAME=node-1
+NODE_IP=198.18.0.1
+COREFILES="kubeadm plugin-default kubeadm-legacy"
 SA_ISSUER=https://kubernetes.default.svc.cluster.local
 
 # ---------------------------------------------------------------- processes
@@ -167,12 +191,20 @@ EOF
   key apiserver; sign apiserver "/CN=kube-apiserver" server
   # O=system:masters: the group RBAC lets do anything, so the admin needs no binding of its own.
   key admin; sign admin "/O=system:masters/CN=sentinel-switch-admin" client
+  # The data plane's identities, as kubeadm names them: the API server's bootstrap RBAC binds
+  # system:kube-controller-manager and system:kube-proxy; CoreDNS gets the ClusterRole that
+  # apply_data_plane_rbac writes (kubeadm's system:coredns).
+  key kube-controller-manager; sign kube-controller-manager "/CN=system:kube-controller-manager" client
+  key kube-proxy; sign kube-proxy "/CN=system:kube-proxy" client
+  key coredns; sign coredns "/CN=system:coredns" client
   key sa; openssl pkey -in "$p/sa.key" -pubout -out "$p/sa.pub"
 }
 
-write_kubeconfig() {
+write_kubeconfig() { # [USER]: DIR/kubeconfig for the admin, DIR/USER.kubeconfig for a component
+  local user=${1:-admin} file
+  file=$DIR/${1:+$1.}kubeconfig
   b64() { base64 -w0 < "$1"; }
-  cat > "$DIR/kubeconfig.tmp" <<EOF
+  cat > "$file.tmp" <<EOF
 apiVersion: v1
 kind: Config
 clusters:
@@ -181,20 +213,20 @@ clusters:
     server: $SERVER
     certificate-authority-data: $(b64 "$DIR/pki/ca.crt")
 users:
-- name: admin
+- name: $user
   user:
-    client-certificate-data: $(b64 "$DIR/pki/admin.crt")
-    client-key-data: $(b64 "$DIR/pki/admin.key")
+    client-certificate-data: $(b64 "$DIR/pki/$user.crt")
+    client-key-data: $(b64 "$DIR/pki/$user.key")
 contexts:
 - name: sentinel-switch
   context:
     cluster: sentinel-switch
-    user: admin
+    user: $user
     namespace: default
 current-context: sentinel-switch
 EOF
-  chmod 600 "$DIR/kubeconfig.tmp"
-  mv "$DIR/kubeconfig.tmp" "$DIR/kubeconfig"
+  chmod 600 "$file.tmp"
+  mv "$file.tmp" "$file"
 }
 
 # ---------------------------------------------------------------- etcd
@@ -321,6 +353,178 @@ first_start_apiserver() {
   die "kube-apiserver lost the port race 5 times"
 }
 
+# ---------------------------------------------------------------- data plane (network namespace)
+
+want_data_plane() {
+  [ "$DATA_PLANE" != off ] && bash "$SS_ROOT/scripts/lib/netns.sh" inside
+}
+
+kctl() { "$SS_K8S_BIN/kubectl" --kubeconfig "$DIR/kubeconfig" --request-timeout=10s "$@"; }
+
+# Polls CMD until it succeeds, at most READY_TIMEOUT; fails with WHAT and the daemon's log.
+wait_until() { # WHAT DAEMON CMD...
+  local what=$1 daemon=$2; shift 2
+  local deadline=$(( $(now_ms) + READY_TIMEOUT * 1000 ))
+  while (( $(now_ms) < deadline )); do
+    "$@" >/dev/null 2>&1 && return 0
+    running "$daemon" || { log_tail "$daemon"; die "$daemon exited while starting"; }
+    sleep 0.1
+  done
+  log_tail "$daemon"
+  die "$what within ${READY_TIMEOUT}s"
+}
+
+http_ok() { # PORT PATH: one HTTP/1.0 GET on 127.0.0.1 by hand, true on a 200
+  timeout 2 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$0" && printf "GET %s HTTP/1.0\r\n\r\n" "$1" >&3 && head -1 <&3' \
+    "$1" "$2" 2>/dev/null | grep -q '^HTTP/1\.[01] 200'
+}
+
+# The objects kubeadm would create for the data plane: CoreDNS's ClusterRole (kubeadm's
+# system:coredns, bound to the user of CoreDNS's certificate) and the one Node, whose address is
+# the namespace's source address. The Node has no kubelet; nothing runs the node-lifecycle
+# controller either, so it is never tainted or evicted.
+apply_data_plane_objects() {
+  kctl apply -f - >/dev/null <<EOF
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: "system:coredns"}
+rules:
+- apiGroups: [""]
+  resources: [endpoints, services, pods, namespaces]
+  verbs: [list, watch]
+- apiGroups: [discovery.k8s.io]
+  resources: [endpointslices]
+  verbs: [list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: "system:coredns"}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "system:coredns"}
+subjects:
+- {apiGroup: rbac.authorization.k8s.io, kind: User, name: "system:coredns"}
+---
+apiVersion: v1
+kind: Node
+metadata:
+  name: $NODE_NAME
+  labels: {kubernetes.io/hostname: $NODE_NAME, kubernetes.io/os: linux}
+EOF
+  kctl patch node "$NODE_NAME" --subresource=status --type=merge -p \
+    "{\"status\":{\"addresses\":[{\"type\":\"InternalIP\",\"address\":\"$NODE_IP\"},{\"type\":\"Hostname\",\"address\":\"$NODE_NAME\"}]}}" >/dev/null
+}
+
+start_controller_manager() {
+  # Each controller with a ServiceAccount token of its own (TokenRequest), as kubeadm runs it.
+  local args=(
+    --kubeconfig="$DIR/kube-controller-manager.kubeconfig"
+    --use-service-account-credentials=true
+    --leader-elect=false
+    --secure-port=0
+    --controllers=endpointslice-controller,endpointslice-mirroring-controller,serviceaccount-controller,namespace-controller,garbage-collector-controller
+    --v=0
+  )
+  printf '%s\n' "${args[@]}" > "$DIR/kube-controller-manager.args"
+  launch kube-controller-manager "$SS_K8S_BIN/kube-controller-manager" "${args[@]}"
+  # The ServiceAccount controller's first work: `default` in every namespace.
+  wait_until "kube-controller-manager created no default ServiceAccount" kube-controller-manager \
+    kctl get serviceaccount default -n default
+}
+
+start_kube_proxy() {
+  local metrics healthz
+  pick_port metrics; pick_port healthz
+  printf 'KUBE_PROXY_HEALTHZ_PORT=%s\n' "$healthz" >> "$DIR/cluster.env"
+  local args=(
+    --kubeconfig="$DIR/kube-proxy.kubeconfig"
+    --hostname-override="$NODE_NAME"
+    --proxy-mode=iptables
+    # kube-proxy would raise the namespace's nf_conntrack_max, which /proc refuses here.
+    --conntrack-max-per-core=0
+    --cluster-cidr=198.18.0.0/16
+    --metrics-bind-address="127.0.0.1:$metrics"
+    --healthz-bind-address="127.0.0.1:$healthz"
+    --v=0
+  )
+  printf '%s\n' "${args[@]}" > "$DIR/kube-proxy.args"
+  launch kube-proxy "$SS_K8S_BIN/kube-proxy" "${args[@]}"
+  # /healthz answers 200 once the first full rule sync is done.
+  wait_until "kube-proxy did not report healthy" kube-proxy http_ok "$healthz" /healthz
+}
+
+write_corefile() { # NAME
+  local ttl cache
+  case "$1" in
+    kubeadm) ttl=30 cache=$'cache 30 {\n        disable success cluster.local\n        disable denial cluster.local\n    }' ;;
+    plugin-default) ttl=5 cache='cache 30' ;;
+    kubeadm-legacy) ttl=30 cache='cache 30' ;;
+    *) die "unknown Corefile '$1' (one of: $COREFILES)" ;;
+  esac
+  # kubeadm's Corefile without what needs a port or a network outside: health, ready,
+  # prometheus, forward (nothing to forward to) and loop (which only detects forwarding loops).
+  cat > "$DIR/Corefile.tmp" <<EOF
+# scripts/k8s.sh, Corefile '$1'
+.:53 {
+    bind $DNS_IP
+    errors
+    kubernetes cluster.local in-addr.arpa ip6.arpa {
+        kubeconfig $DIR/coredns.kubeconfig sentinel-switch
+        pods insecure
+        fallthrough in-addr.arpa ip6.arpa
+        ttl $ttl
+    }
+    $cache
+    loadbalance
+}
+EOF
+  mv "$DIR/Corefile.tmp" "$DIR/Corefile"
+  sed -i '/^COREFILE=/d' "$DIR/cluster.env"
+  echo "COREFILE=$1" >> "$DIR/cluster.env"
+}
+
+dns_answers() { # the `kubernetes` Service through the namespace's resolver, as any process sees it
+  getent ahostsv4 kubernetes.default.svc.cluster.local | grep -q "^$SERVICE_IP "
+}
+
+start_coredns() {
+  local args=(-conf "$DIR/Corefile")
+  printf '%s\n' "${args[@]}" > "$DIR/coredns.args"
+  launch coredns "$SS_K8S_BIN/coredns" "${args[@]}"
+  wait_until "CoreDNS did not resolve kubernetes.default.svc.cluster.local to $SERVICE_IP" coredns dns_answers
+}
+
+dns_port_taken() { timeout 1 bash -c 'exec 3<>"/dev/tcp/$0/53"' "$DNS_IP" 2>/dev/null; }
+
+# Prints what each part took; RSS of the daemons in MB.
+report_data_plane() {
+  local name pid rss out=()
+  for name in kube-apiserver etcd kube-controller-manager kube-proxy coredns; do
+    pid=$(cat "$DIR/$name.pid" 2>/dev/null) || continue
+    rss=$(awk '/^VmRSS:/ { printf "%d", $2 / 1024 }' "/proc/$pid/status" 2>/dev/null) || continue
+    out+=("$name ${rss}MB")
+  done
+  say "RSS: ${out[*]}"
+}
+
+start_data_plane() {
+  local t0 t1 t2 t3
+  dns_port_taken && die "$DNS_IP:53 is taken: another cluster's data plane runs in this network namespace (start this one with --no-data-plane, or stop the other)"
+  t0=$(now_ms)
+  write_kubeconfig kube-controller-manager; write_kubeconfig kube-proxy; write_kubeconfig coredns
+  apply_data_plane_objects
+  start_controller_manager; t1=$(now_ms)
+  start_kube_proxy; t2=$(now_ms)
+  write_corefile "${COREFILE:-kubeadm}"
+  start_coredns; t3=$(now_ms)
+  echo "DATA_PLANE=1" >> "$DIR/cluster.env"
+  say "data plane ready in $((t3 - t0)) ms (controller-manager $((t1 - t0)), kube-proxy $((t2 - t1)), CoreDNS $((t3 - t2)); Corefile ${COREFILE:-kubeadm})"
+}
+
+stop_data_plane() {
+  stop_daemon coredns 10
+  stop_daemon kube-proxy 10
+  stop_daemon kube-controller-manager 10
+}
+
 # ---------------------------------------------------------------- watchdog
 
 start_watchdog() {
@@ -366,20 +570,31 @@ cmd_up() {
   fi
   local t0; t0=$(now_ms)
   # Whatever ends `up` early (a die, an error, Ctrl-C) leaves no daemon behind, only the logs.
-  trap 'rc=$?; trap - EXIT; if ((rc)); then log_tail kube-apiserver etcd; stop_daemon watchdog 2;
+  trap 'rc=$?; trap - EXIT; if ((rc)); then log_tail kube-apiserver etcd; stop_daemon watchdog 2; stop_data_plane;
         stop_daemon kube-apiserver 5; stop_daemon etcd 5; fi; exit $rc' EXIT
   trap 'exit 130' INT TERM
+  local with_data_plane=0
+  want_data_plane && with_data_plane=1
+  [ -z "$COREFILE" ] || ((with_data_plane)) || die "--corefile needs the data plane: run inside the sandbox namespace (scripts/dev.sh shell), without --no-data-plane"
   # A fresh cluster each time: only files this script creates are removed (DIR may be user-chosen).
   rm -rf "$DIR/pki" "$DIR/etcd-data"
-  rm -f "$DIR"/{etcd,kube-apiserver,watchdog}.{pid,log,args} "$DIR/cluster.env" "$DIR/kubeconfig" "$DIR/ready-ms"
+  rm -f "$DIR"/{etcd,kube-apiserver,watchdog,kube-controller-manager,kube-proxy,coredns}.{pid,log,args} \
+    "$DIR"/{,kube-controller-manager.,kube-proxy.,coredns.}kubeconfig "$DIR/cluster.env" "$DIR/Corefile" "$DIR/ready-ms"
   gen_pki
   start_etcd
   first_start_apiserver
+  local api_ms=$(( $(now_ms) - t0 ))
+  ((with_data_plane)) && start_data_plane
   start_watchdog
   trap - EXIT INT TERM
   local ms=$(( $(now_ms) - t0 ))
   echo "$ms" > "$DIR/ready-ms"
-  say "ready in $ms ms (certificates, etcd, kube-apiserver /readyz)"
+  if ((with_data_plane)); then
+    say "ready in $ms ms (certificates, etcd, kube-apiserver /readyz: $api_ms ms; then the data plane)"
+    report_data_plane
+  else
+    say "ready in $ms ms (certificates, etcd, kube-apiserver /readyz)"
+  fi
   print_usage_hint
 }
 
@@ -387,7 +602,9 @@ cmd_down() {
   [ -d "$DIR" ] || return 0
   lock_dir
   stop_daemon watchdog 2
-  # API server first: stopping etcd under it only makes it log connection errors.
+  # Clients of the API server first, then the API server: stopping etcd under it only makes it
+  # log connection errors.
+  stop_data_plane
   stop_daemon kube-apiserver 15
   stop_daemon etcd 15
   say "stopped (state and logs kept in $DIR)"
@@ -419,6 +636,18 @@ cmd_start_apiserver() {
   say "kube-apiserver ready again in $(( $(now_ms) - t0 )) ms"
 }
 
+cmd_dns() {
+  [ -n "$COREFILE" ] || die "dns: --corefile NAME is required (one of: $COREFILES)"
+  [ -f "$DIR/Corefile" ] || die "no data plane in $DIR: 'up' it inside the sandbox namespace first"
+  lock_dir
+  running kube-apiserver || die "the API server of $DIR is not running (CoreDNS could not sync)"
+  local t0; t0=$(now_ms)
+  write_corefile "$COREFILE"
+  stop_daemon coredns 10
+  start_coredns
+  say "CoreDNS answers with Corefile $COREFILE ($(( $(now_ms) - t0 )) ms)"
+}
+
 cmd_status() {
   if running kube-apiserver && apiserver_ready; then
     echo "running: $(sed -n 's/^SERVER=//p' "$DIR/cluster.env") ($DIR)"
@@ -432,6 +661,7 @@ case "$cmd" in
   down) cmd_down ;;
   stop-apiserver) cmd_stop_apiserver ;;
   start-apiserver) cmd_start_apiserver ;;
+  dns) cmd_dns ;;
   status) cmd_status ;;
   env) [ -f "$DIR/kubeconfig" ] || die "no kubeconfig in $DIR: run 'up' first"; echo "export KUBECONFIG=$DIR/kubeconfig" ;;
   -h|--help|help) usage ;;

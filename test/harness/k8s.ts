@@ -1,9 +1,14 @@
-// A real Kubernetes API server for the tests, the demo and the benchmarks: a thin TypeScript
+// A real Kubernetes cluster for the tests, the demo and the benchmarks: a thin TypeScript
 // layer over scripts/k8s.sh (which owns the processes, ports and certificates) and kubectl.
+// Inside the sandbox's network namespace (scripts/lib/netns.sh, SENTINEL_SWITCH_NETNS=1) the
+// cluster has a data plane: kube-controller-manager (EndpointSlices), kube-proxy (ClusterIPs in
+// 198.19.0.0/24) and CoreDNS on 198.18.0.53, the nameserver of the namespace's resolv.conf, so
+// any process resolves `<svc>.<ns>.svc.cluster.local` with the system resolver.
 // Plain Node can import this file too (type stripping): nothing here needs vitest except
 // testCluster(), which loads it lazily.
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { lookup } from 'node:dns/promises';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -26,13 +31,42 @@ export interface Cluster {
   stopApiServer(): Promise<void>;
   /** Starts the API server again with the same args and port; resolves once /readyz is ok. */
   startApiServer(): Promise<void>;
+  /** kube-controller-manager, kube-proxy and CoreDNS run (only inside the sandbox namespace). */
+  dataPlane: boolean;
+  /** The Corefile CoreDNS runs with now (undefined without a data plane). */
+  corefile(): Promise<Corefile | undefined>;
+  /**
+   * Restarts CoreDNS with another Corefile; resolves once it answers again (its cache starts
+   * empty). Throws without a data plane.
+   */
+  setCorefile(name: Corefile): Promise<void>;
 }
+
+/**
+ * CoreDNS setups of real clusters (scripts/k8s.sh): `kubeadm` (v1.35: ttl 30, cache 30 with
+ * cluster.local excluded from the cache, the default), `plugin-default` (the kubernetes plugin's
+ * ttl 5, cache 30), `kubeadm-legacy` (ttl 30, cache 30).
+ */
+export type Corefile = 'kubeadm' | 'plugin-default' | 'kubeadm-legacy';
+export const COREFILES: readonly Corefile[] = ['kubeadm', 'plugin-default', 'kubeadm-legacy'];
+
+/** True when this process runs inside the sandbox's network namespace (scripts/lib/netns.sh). */
+export function insideSandboxNamespace(): boolean {
+  return process.env.SENTINEL_SWITCH_NETNS === '1';
+}
+
+/** The Node object pods are "scheduled" on (scripts/k8s.sh creates it with the data plane). */
+export const NODE_NAME = 'node-1';
 
 export interface StartOptions {
   /** Default: .sandbox/k8s in the repo, like `scripts/k8s.sh up`. */
   dir?: string;
   /** Stop the cluster automatically once this process exits (a crashed test run leaks nothing). */
   ownerPid?: number;
+  /** Inside the sandbox namespace: the Corefile CoreDNS starts with (default kubeadm). */
+  corefile?: Corefile;
+  /** Inside the sandbox namespace: no data plane (e.g. a second cluster in the same namespace). */
+  dataPlane?: false;
 }
 
 export interface RunResult {
@@ -67,6 +101,8 @@ function runScript(command: string, dir: string, extra: string[] = []): Promise<
 export async function startCluster(options: StartOptions = {}): Promise<Cluster> {
   const dir = path.resolve(options.dir ?? path.join(ROOT, '.sandbox', 'k8s'));
   const extra = options.ownerPid === undefined ? [] : ['--owner', String(options.ownerPid)];
+  if (options.corefile) extra.push('--corefile', options.corefile);
+  if (options.dataPlane === false) extra.push('--no-data-plane');
   await runScript('up', dir, extra);
   return connectCluster(dir);
 }
@@ -92,7 +128,17 @@ export async function connectCluster(dir: string): Promise<Cluster> {
   }
   const server = /^SERVER=(.+)$/m.exec(env)?.[1];
   if (!server) throw new Error(`${abs}/cluster.env has no SERVER: the cluster never became ready`);
+  const dataPlane = /^DATA_PLANE=1$/m.test(env);
   return {
+    dataPlane,
+    corefile: async () => {
+      const now = await readFile(path.join(abs, 'cluster.env'), 'utf8');
+      return (/^COREFILE=(.+)$/m.exec(now)?.[1] as Corefile | undefined) ?? undefined;
+    },
+    setCorefile: async (name: Corefile) => {
+      if (!dataPlane) throw new Error(`the cluster in ${abs} has no data plane (CoreDNS): start it inside the sandbox namespace (scripts/dev.sh)`);
+      await runScript('dns', abs, ['--corefile', name]);
+    },
     dir: abs,
     kubeconfigPath: path.join(abs, 'kubeconfig'),
     server,
@@ -180,15 +226,18 @@ function uniqueName(prefix: string): string {
 }
 
 /**
- * Creates a namespace with a unique name and returns it. Also creates its `default`
- * ServiceAccount, which controller-manager would create on a real cluster and without which the
- * ServiceAccount admission plugin rejects every pod. Namespaces are never deleted: without
- * controller-manager they would stay Terminating forever anyway.
+ * Creates a namespace with a unique name and returns it, with its `default` ServiceAccount,
+ * without which the ServiceAccount admission plugin rejects every pod: controller-manager's
+ * ServiceAccount controller creates it where a data plane runs, elsewhere this does (whichever
+ * comes first: the result is the same). Namespaces are never deleted.
  */
 export async function createNamespace(kubeconfig: string, prefix: string): Promise<string> {
   const name = uniqueName(prefix);
   await kubectl(kubeconfig, ['create', 'namespace', name]);
-  await kubectl(kubeconfig, ['create', 'serviceaccount', 'default', '-n', name]);
+  const sa = await kubectl(kubeconfig, ['create', 'serviceaccount', 'default', '-n', name], undefined, { check: false });
+  if (sa.code !== 0 && !/AlreadyExists|already exists/.test(sa.stderr)) {
+    throw new Error(`kubectl create serviceaccount default -n ${name} failed (exit ${sa.code}):\n${sa.stderr.trim()}`);
+  }
   return name;
 }
 
@@ -244,9 +293,11 @@ export interface PodSpec {
 }
 
 /**
- * Creates a Pod API object and gives it status.podIP/podIPs (and phase Running) through the
- * status subresource, as a kubelet would. No node exists, so nothing ever runs it: the object is
- * only there to be found, e.g. with --field-selector status.podIP=...
+ * Creates a Pod API object on node-1 and makes it Ready through the status subresource, as a
+ * kubelet would: phase Running, status.podIP/podIPs, conditions Ready and ContainersReady. No
+ * kubelet runs it (the process at podIP is the harness's): the object is there to be found (e.g.
+ * --field-selector status.podIP=...) and, where a data plane runs, to be put into EndpointSlices
+ * by the Services that select it, hence into CoreDNS and kube-proxy.
  */
 export async function createPod(kubeconfig: string, namespace: string, pod: PodSpec): Promise<void> {
   await kubectlJson(kubeconfig, ['create', '-n', namespace], {
@@ -256,14 +307,122 @@ export async function createPod(kubeconfig: string, namespace: string, pod: PodS
     spec: {
       ...(pod.hostname ? { hostname: pod.hostname } : {}),
       ...(pod.subdomain ? { subdomain: pod.subdomain } : {}),
+      nodeName: NODE_NAME,
       automountServiceAccountToken: false,
       containers: [{ name: 'redis', image: 'redis:8', ports: [{ containerPort: 6379, name: 'redis' }] }],
     },
   });
-  const status = { status: { phase: 'Running', podIP: pod.podIP, podIPs: [{ ip: pod.podIP }] } };
+  const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+  const condition = (type: string) => ({ type, status: 'True', lastProbeTime: null, lastTransitionTime: now });
+  const status = {
+    status: {
+      phase: 'Running',
+      hostIP: NODE_IP,
+      hostIPs: [{ ip: NODE_IP }],
+      podIP: pod.podIP,
+      podIPs: [{ ip: pod.podIP }],
+      startTime: now,
+      conditions: ['PodScheduled', 'Initialized', 'ContainersReady', 'Ready'].map(condition),
+    },
+  };
   await kubectl(kubeconfig, [
     'patch', 'pod', pod.name, '-n', namespace, '--subresource=status', '--type=merge', '-p', JSON.stringify(status),
   ]);
+}
+
+/** node-1's address (scripts/k8s.sh): the pods' hostIP. */
+const NODE_IP = '198.18.0.1';
+
+/** Sets (or, with null, removes) labels of a pod, as Bitnami's label loop does with isMaster. */
+export async function labelPod(kubeconfig: string, namespace: string, pod: string, labels: Record<string, string | null>): Promise<void> {
+  const args = Object.entries(labels).map(([k, v]) => (v === null ? `${k}-` : `${k}=${v}`));
+  await kubectl(kubeconfig, ['label', 'pod', pod, '-n', namespace, '--overwrite', ...args]);
+}
+
+export interface ServicePort {
+  name: string;
+  port: number;
+  /** Default: port. */
+  targetPort?: number;
+}
+
+/**
+ * Creates a headless Service (clusterIP None) with a selector: the EndpointSlice controller lists
+ * the selected pods with their hostnames, so CoreDNS answers `<hostname>.<name>.<ns>.svc.cluster.local`
+ * for each pod whose spec.subdomain is `name` (a StatefulSet's governing Service). As Bitnami's
+ * `-headless` Service, it publishes pods that are not Ready too.
+ */
+export async function createHeadlessService(
+  kubeconfig: string,
+  namespace: string,
+  name: string,
+  selector: Record<string, string>,
+  ports: ServicePort[] = [{ name: 'redis', port: 6379 }],
+): Promise<void> {
+  await kubectlJson(kubeconfig, ['create', '-n', namespace], {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name },
+    spec: { clusterIP: 'None', publishNotReadyAddresses: true, selector, ports: ports.map(servicePort) },
+  });
+}
+
+/**
+ * Creates a selector Service of type ClusterIP (kube-proxy routes its 198.19.0.x address to the
+ * Ready pods it selects, like Bitnami's `redis-master` Service with `isMaster: "true"`) and
+ * returns its cluster IP.
+ */
+export async function createClusterIPService(
+  kubeconfig: string,
+  namespace: string,
+  name: string,
+  selector: Record<string, string>,
+  ports: ServicePort[] = [{ name: 'redis', port: 6379 }],
+): Promise<string> {
+  const { stdout } = await kubectlJson(kubeconfig, ['create', '-n', namespace, '-o', 'jsonpath={.spec.clusterIP}'], {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name },
+    spec: { type: 'ClusterIP', selector, ports: ports.map(servicePort) },
+  });
+  return stdout.trim();
+}
+
+function servicePort(p: ServicePort) {
+  return { name: p.name, port: p.port, targetPort: p.targetPort ?? p.port, protocol: 'TCP' };
+}
+
+/**
+ * The IPv4 addresses the system resolver gives for name, as any process inside the sandbox
+ * namespace sees them (getaddrinfo: /etc/hosts, then the namespace's CoreDNS); [] when the name
+ * does not resolve.
+ */
+export async function resolveName(name: string): Promise<string[]> {
+  try {
+    return (await lookup(name, { all: true, family: 4 })).map((a) => a.address);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOTFOUND' || code === 'ENODATA' || code === 'EAI_AGAIN') return [];
+    throw err;
+  }
+}
+
+/**
+ * Polls resolveName until it gives exactly `expected` (in any order; an empty list waits for the
+ * name to disappear), or throws after timeoutMs with what it resolved last.
+ */
+export async function waitForName(name: string, expected: string[], timeoutMs: number): Promise<void> {
+  const want = [...expected].sort().join(',');
+  const deadline = Date.now() + timeoutMs;
+  let got = '';
+  for (;;) {
+    got = (await resolveName(name)).sort().join(',');
+    if (got === want) return;
+    if (Date.now() > deadline) {
+      throw new Error(`${name} resolved to [${got}], not [${want}], for ${timeoutMs} ms (system resolver; CoreDNS log in the cluster dir)`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
 
 /** Creates a selector-less Service of type ExternalName (no cluster IP, no endpoints). */

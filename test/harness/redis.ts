@@ -1,12 +1,17 @@
-// A real Redis + Sentinel deployment on loopback, for the tests, `npm run demo`, `bench` and
-// `chaos`: 1 master + N replicas (redis-server) and M sentinels (redis-sentinel), all started
-// from this process, all stopped by PID.
+// A real Redis + Sentinel deployment, for the tests, `npm run demo`, `bench` and `chaos`:
+// 1 master + N replicas (redis-server) and M sentinels (redis-sentinel), all started from this
+// process, all stopped by PID.
 //
 // Why it looks like Kubernetes rather than like a typical local setup:
-// - Every process gets its OWN loopback IP (Linux routes all of 127/8 to lo, no setup needed)
-//   and all Redis nodes share ONE port, as pods behind `redis-master:6379` do. An address
-//   therefore names a node by its IP alone, and the service under test cannot get away with
-//   "same host, different port" shortcuts.
+// - Every process gets its OWN IP and all Redis nodes share ONE port, as pods behind
+//   `redis-master:6379` do. An address therefore names a node by its IP alone, and the service
+//   under test cannot get away with "same host, different port" shortcuts. Inside the sandbox's
+//   network namespace (scripts/lib/netns.sh) the IPs are pod-like 198.18.X.Y (one /24 per
+//   sandbox, X in 1..254: 198.18.0.x belongs to the cluster's API server and DNS), which the API
+//   server accepts in EndpointSlices; elsewhere 127.X.Y.Z on loopback.
+// - With `announce: 'hostname'` (Bitnami's default) every process announces its pod's DNS name
+//   instead (resolve-hostnames + announce-hostnames), which the cluster's DNS must resolve before
+//   anything starts: see `beforeStart`.
 // - Replicas announce their own IP and bind their outgoing connections to it, and a sentinel
 //   connects from its first bind address, so what Sentinel reports (INFO, hello messages, hook
 //   arguments) is each process's own IP, never 127.0.0.1.
@@ -32,9 +37,11 @@ export interface Address { host: string; port: number; }
 export interface RedisNode {
   /** 'redis-node-0' ... (the Bitnami StatefulSet's pod names). */
   name: string;
-  /** Its own loopback IP: the only thing that tells the nodes apart (they share one port). */
+  /** Its own IP: the only thing that tells the nodes apart (they share one port). */
   host: string;
   port: number;
+  /** What Sentinel calls it: its IP, or its pod's DNS name with `announce: 'hostname'`. */
+  announced: string;
   /** stdout+stderr of the process (Redis logs there): assert on it, quote it in errors. */
   logFile: string;
   /** The running process's PID (also while SIGSTOPped); undefined once it has exited. */
@@ -45,6 +52,8 @@ export interface SentinelNode {
   name: string; // 'sentinel-0' ...
   host: string;
   port: number;
+  /** Its IP, or its pod's DNS name with `announce: 'hostname'`. */
+  announced: string;
   /** The sentinel log: +switch-master, -script-error, +convert-to-slave ... */
   logFile: string;
   pid(): number | undefined;
@@ -81,7 +90,10 @@ export interface RedisSandbox {
   sentinelPassword: string | undefined;
   nodes: RedisNode[];
   sentinels: SentinelNode[];
-  /** Asks every sentinel `get-master-addr-by-name`; the answer of a strict majority of ALL sentinels, else throws. */
+  /**
+   * Asks every sentinel `get-master-addr-by-name`; the answer of a strict majority of ALL
+   * sentinels, else throws. Sentinel's words: an IP, or a pod DNS name with announce 'hostname'.
+   */
   masterByMajority(): Promise<Address>;
   roleOf(node: RedisNode): Promise<Role>;
   /** `SENTINEL FAILOVER <masterSet>` on the first sentinel that answers. Resolves when it is accepted, not done. */
@@ -134,10 +146,29 @@ export interface SandboxOptions {
    * environment (plus a PATH unless given), which the script inherits, as on a sentinel container.
    */
   hook?: { script: string; env: Record<string, string> };
-  /** What Sentinel hands out (and passes to the hook): IPs. The only mode for now. */
-  announce?: 'ip';
+  /**
+   * What Sentinel hands out (and passes to the hook): 'ip' (default), or 'hostname' as in the
+   * Bitnami chart: `sentinel resolve-hostnames yes`, `sentinel announce-hostnames yes`, every
+   * sentinel `announce-ip`s and every replica `replica-announce-ip`s its pod's DNS name
+   * (`dnsName`), and the sentinels monitor the master by name. Needs the cluster's DNS, i.e. the
+   * sandbox namespace, and `dnsName` + `beforeStart` to make the names resolve.
+   */
+  announce?: 'ip' | 'hostname';
+  /** The pod DNS name of a process ('redis-node-0', 'sentinel-1'...), for announce 'hostname'. */
+  dnsName?: (name: string) => string;
+  /**
+   * Called once the addresses are chosen, before any process starts: the place to create the
+   * pods (and, with announce 'hostname', to wait until their names resolve).
+   */
+  beforeStart?: (plan: SandboxPlan) => Promise<void>;
   /** Bound for the initial startup until stable. Default 30 s. */
   startTimeoutMs?: number;
+}
+
+/** The processes a sandbox is about to start, with their addresses. */
+export interface SandboxPlan {
+  nodes: { name: string; host: string; port: number; announced: string }[];
+  sentinels: { name: string; host: string; port: number; announced: string }[];
 }
 
 const DEFAULT_PATH = '/usr/local/bin:/usr/bin:/bin';
@@ -240,6 +271,7 @@ class Proc {
   readonly name: string;
   readonly host: string;
   readonly port: number;
+  readonly announced: string;
   readonly binary: string;
   readonly confFile: string;
   readonly logFile: string;
@@ -248,12 +280,13 @@ class Proc {
   readonly password: string | undefined;
 
   constructor(o: {
-    name: string; host: string; port: number; binary: string; confFile: string; logFile: string;
+    name: string; host: string; port: number; announced: string; binary: string; confFile: string; logFile: string;
     env: Record<string, string>; password: string | undefined;
   }) {
     this.name = o.name;
     this.host = o.host;
     this.port = o.port;
+    this.announced = o.announced;
     this.binary = o.binary;
     this.confFile = o.confFile;
     this.logFile = o.logFile;
@@ -389,13 +422,21 @@ async function canBind(host: string, port: number): Promise<boolean> {
   });
 }
 
+/** Inside the sandbox's network namespace (scripts/lib/netns.sh sets it, with 198.18.0.0/16 on lo). */
+export function inSandboxNamespace(): boolean {
+  return process.env.SENTINEL_SWITCH_NETNS === '1';
+}
+
 /**
- * A random 127.X.Y.0/24 block (X >= 1, so never 127.0.0.x or Debian's 127.0.1.1) and two ports
- * below the ephemeral range, free on every IP of the block we use.
+ * A random /24 block and two ports below the ephemeral range, free on every IP of the block we
+ * use. Inside the sandbox namespace 198.18.X.0/24 with X in 1..254 (198.18.0.x is the cluster's:
+ * API server side, CoreDNS); elsewhere 127.X.Y.0/24 (X >= 1, so never 127.0.0.x or Debian's
+ * 127.0.1.1).
  */
 async function pickAddresses(nodeCount: number, sentinelCount: number): Promise<{ nodeIps: string[]; sentinelIps: string[]; redisPort: number; sentinelPort: number }> {
+  const netns = inSandboxNamespace();
   for (let tries = 0; tries < 50; tries++) {
-    const block = `127.${randomInt(1, 255)}.${randomInt(0, 255)}`;
+    const block = netns ? `198.18.${randomInt(1, 255)}` : `127.${randomInt(1, 255)}.${randomInt(0, 255)}`;
     const nodeIps = Array.from({ length: nodeCount }, (_, i) => `${block}.${i + 1}`);
     const sentinelIps = Array.from({ length: sentinelCount }, (_, i) => `${block}.${i + 11}`);
     const redisPort = randomInt(10_000, 30_000);
@@ -406,14 +447,16 @@ async function pickAddresses(nodeCount: number, sentinelCount: number): Promise<
     ]);
     if (checks.every(Boolean)) return { nodeIps, sentinelIps, redisPort, sentinelPort };
   }
-  throw new Error('redis sandbox: found no free loopback block and port in 50 tries');
+  throw new Error(netns
+    ? 'redis sandbox: found no free 198.18.X.0/24 block and port in 50 tries (is 198.18.0.0/16 local on lo? SENTINEL_SWITCH_NETNS=1 is set, but scripts/lib/netns.sh sets up the namespace)'
+    : 'redis sandbox: found no free loopback block and port in 50 tries');
 }
 
 // ------------------------------------------------------------------------------------------------
 // Configs
 // ------------------------------------------------------------------------------------------------
 
-function redisConf(ip: string, port: number, dir: string, password: string, replicaOf: string | undefined): string {
+function redisConf(ip: string, announced: string, port: number, dir: string, password: string, replicaOf: string | undefined): string {
   return [
     // Redis's CONFIG REWRITE (sent by Sentinel at each failover) keeps this line current.
     ...(replicaOf ? [`replicaof ${replicaOf}`] : []),
@@ -428,8 +471,9 @@ function redisConf(ip: string, port: number, dir: string, password: string, repl
     'appendonly no',
     `requirepass ${password}`,
     `masterauth ${password}`,
-    // The replica's own IP in the master's INFO (hence in Sentinel), not the 127.0.0.1 source.
-    `replica-announce-ip ${ip}`,
+    // The replica's own IP (or pod DNS name) in the master's INFO, hence in Sentinel; not the
+    // address its connection happens to come from.
+    `replica-announce-ip ${announced}`,
     `bind-source-addr ${ip}`,
     // Full syncs start at once instead of waiting 5 s for more replicas to join.
     'repl-diskless-sync yes',
@@ -441,7 +485,7 @@ function redisConf(ip: string, port: number, dir: string, password: string, repl
 }
 
 function sentinelConf(o: {
-  ip: string; port: number; dir: string; masterSet: string; masterIp: string; redisPort: number;
+  ip: string; announced: string; hostnames: boolean; port: number; dir: string; masterSet: string; masterHost: string; redisPort: number;
   quorum: number; downAfterMs: number; failoverTimeoutMs: number; password: string;
   sentinelPassword: string | undefined; hookScript: string | undefined;
 }): string {
@@ -456,10 +500,11 @@ function sentinelConf(o: {
     // Its own IP as the source of its connections too (pods do not share 127.0.0.1): what the
     // Redis nodes show in CLIENT LIST, and what hello messages would carry without announce-ip.
     `bind-source-addr ${o.ip}`,
-    `sentinel announce-ip ${o.ip}`,
-    'sentinel resolve-hostnames no',
-    'sentinel announce-hostnames no',
-    `sentinel monitor ${o.masterSet} ${o.masterIp} ${o.redisPort} ${o.quorum}`,
+    `sentinel announce-ip ${o.announced}`,
+    // Bitnami's default is yes/yes: names in hello messages, replies and hook arguments.
+    `sentinel resolve-hostnames ${o.hostnames ? 'yes' : 'no'}`,
+    `sentinel announce-hostnames ${o.hostnames ? 'yes' : 'no'}`,
+    `sentinel monitor ${o.masterSet} ${o.masterHost} ${o.redisPort} ${o.quorum}`,
     `sentinel auth-pass ${o.masterSet} ${o.password}`,
     `sentinel down-after-milliseconds ${o.masterSet} ${o.downAfterMs}`,
     `sentinel failover-timeout ${o.masterSet} ${o.failoverTimeoutMs}`,
@@ -484,7 +529,9 @@ export async function startRedisSandbox(opts: SandboxOptions = {}): Promise<Redi
   const password = opts.password ?? randomBytes(12).toString('hex');
   const sentinelPassword = opts.sentinelAuth ? password : undefined;
   const startTimeoutMs = opts.startTimeoutMs ?? 30_000;
-  if (opts.announce !== undefined && opts.announce !== 'ip') throw new Error(`redis sandbox: announce '${String(opts.announce)}' is not supported`);
+  const announce = opts.announce ?? 'ip';
+  if (announce !== 'ip' && announce !== 'hostname') throw new Error(`redis sandbox: announce '${String(opts.announce)}' is not supported`);
+  if (announce === 'hostname' && !opts.dnsName) throw new Error("redis sandbox: announce 'hostname' needs dnsName (and the cluster's DNS to resolve it)");
   if (replicaCount < 0 || replicaCount > 8) throw new Error('redis sandbox: replicas must be 0..8');
   if (sentinelCount < 1 || sentinelCount > 9) throw new Error('redis sandbox: sentinels must be 1..9');
   if (!/^[A-Za-z0-9._-]+$/.test(masterSet)) throw new Error(`redis sandbox: masterSet '${masterSet}' must be [A-Za-z0-9._-]+`);
@@ -513,15 +560,19 @@ export async function startRedisSandbox(opts: SandboxOptions = {}): Promise<Redi
       throw err;
     });
 
+  const announcedAs = (name: string, ip: string) => (announce === 'hostname' ? opts.dnsName!(name) : ip);
+  const firstMaster = announcedAs('redis-node-0', nodeIps[0]!);
   const nodeProcs = nodeIps.map((ip, i) => {
     const name = `redis-node-${i}`;
     const nodeDir = path.join(dir, name);
     fs.mkdirSync(nodeDir, { recursive: true });
     const conf = path.join(nodeDir, 'redis.conf');
-    // Node 0 is the first master; the others start as its replicas.
-    fs.writeFileSync(conf, redisConf(ip, redisPort, nodeDir, password, i === 0 ? undefined : `${nodeIps[0]} ${redisPort}`));
+    const announced = announcedAs(name, ip);
+    // Node 0 is the first master; the others start as its replicas (by name, as in Bitnami, when
+    // names are announced).
+    fs.writeFileSync(conf, redisConf(ip, announced, redisPort, nodeDir, password, i === 0 ? undefined : `${firstMaster} ${redisPort}`));
     return new Proc({
-      name, host: ip, port: redisPort, binary: redisServer, confFile: conf,
+      name, host: ip, port: redisPort, announced, binary: redisServer, confFile: conf,
       logFile: path.join(dir, `${name}.log`), env: { PATH: DEFAULT_PATH }, password,
     });
   });
@@ -532,18 +583,19 @@ export async function startRedisSandbox(opts: SandboxOptions = {}): Promise<Redi
     fs.mkdirSync(sDir, { recursive: true });
     // Sentinel rewrites this file with what it learns (epoch, peers, replicas): it must be writable.
     const conf = path.join(sDir, 'sentinel.conf');
+    const announced = announcedAs(name, ip);
     fs.writeFileSync(conf, sentinelConf({
-      ip, port: sentinelPort, dir: sDir, masterSet, masterIp: nodeIps[0]!, redisPort, quorum,
-      downAfterMs, failoverTimeoutMs, password, sentinelPassword, hookScript,
+      ip, announced, hostnames: announce === 'hostname', port: sentinelPort, dir: sDir, masterSet, masterHost: firstMaster,
+      redisPort, quorum, downAfterMs, failoverTimeoutMs, password, sentinelPassword, hookScript,
     }));
     return new Proc({
-      name, host: ip, port: sentinelPort, binary: redisSentinel, confFile: conf,
+      name, host: ip, port: sentinelPort, announced, binary: redisSentinel, confFile: conf,
       logFile: path.join(dir, `${name}.log`), env: sentinelEnv, password: sentinelPassword,
     });
   });
   const allProcs = [...nodeProcs, ...sentinelProcs];
 
-  const toNode = (p: Proc): RedisNode => ({ name: p.name, host: p.host, port: p.port, logFile: p.logFile, pid: () => p.pid() });
+  const toNode = (p: Proc): RedisNode => ({ name: p.name, host: p.host, port: p.port, announced: p.announced, logFile: p.logFile, pid: () => p.pid() });
   const nodes = nodeProcs.map(toNode);
   const sentinels: SentinelNode[] = sentinelProcs.map(toNode);
   const procOf = (n: RedisNode | SentinelNode): Proc => {
@@ -589,7 +641,7 @@ export async function startRedisSandbox(opts: SandboxOptions = {}): Promise<Redi
     const votes = new Map<string, number>();
     for (const a of answers) votes.set(a, (votes.get(a) ?? 0) + 1);
     for (const [addr, n] of votes) {
-      if (n > sentinelProcs.length / 2 && /^[\d.]+:\d+$/.test(addr)) {
+      if (n > sentinelProcs.length / 2 && /^[A-Za-z0-9.-]+:\d+$/.test(addr)) {
         const i = addr.lastIndexOf(':');
         return { host: addr.slice(0, i), port: Number(addr.slice(i + 1)) };
       }
@@ -636,7 +688,7 @@ export async function startRedisSandbox(opts: SandboxOptions = {}): Promise<Redi
       const others = Number(v.master['num-other-sentinels']);
       if (others !== sentinelProcs.length - 1) return `${v.p.name} knows ${others} other sentinels, not ${sentinelProcs.length - 1}`;
     }
-    const masterProc = nodeProcs.find((p) => `${p.host}:${p.port}` === agreed);
+    const masterProc = nodeProcs.find((p) => `${p.announced}:${p.port}` === agreed);
     if (!masterProc) return `the sentinels' master ${agreed} is not a node of this sandbox`;
     const masterRole = await role(masterProc);
     if (masterRole?.[0] !== 'master') return `${masterProc.name} (${agreed}) reports ROLE ${String(masterRole?.[0] ?? 'down')}`;
@@ -648,7 +700,7 @@ export async function startRedisSandbox(opts: SandboxOptions = {}): Promise<Redi
       }
       for (const v of views) {
         if (!('replicas' in v) || !v.replicas) continue;
-        const seen = v.replicas.find((rep) => rep.ip === p.host && Number(rep.port) === p.port);
+        const seen = v.replicas.find((rep) => rep.ip === p.announced && Number(rep.port) === p.port);
         if (!seen) return `${v.p.name} does not know replica ${p.name} yet`;
         // Only the flags: Sentinel's copy of master-link-status comes from INFO, refreshed every
         // 10 s, and lags the node's own ROLE (checked above) by that much for nothing.
@@ -730,7 +782,7 @@ export async function startRedisSandbox(opts: SandboxOptions = {}): Promise<Redi
       // The Bitnami start script asks Sentinel who the master is: a replica of it, or the master
       // itself when that is this node (or when no majority answers, as on a first start).
       const master = await masterByMajority().catch(() => undefined);
-      if (master && master.host !== p.host) args.push('--replicaof', master.host, String(master.port));
+      if (master && master.host !== p.announced) args.push('--replicaof', master.host, String(master.port));
       else args.push('--replicaof', 'no', 'one');
     }
     stopped.delete(p);
@@ -772,7 +824,7 @@ export async function startRedisSandbox(opts: SandboxOptions = {}): Promise<Redi
     masterByMajority, roleOf, failover, waitStable, watchSwitches, stop,
     killMaster: async () => {
       const master = await masterByMajority();
-      const node = nodes.find((n) => n.host === master.host && n.port === master.port);
+      const node = nodes.find((n) => n.announced === master.host && n.port === master.port);
       if (!node) throw new Error(`redis sandbox: the majority's master ${master.host}:${master.port} is not a node of this sandbox`);
       await stopProc(procOf(node), 'SIGKILL');
       return node;
@@ -784,6 +836,10 @@ export async function startRedisSandbox(opts: SandboxOptions = {}): Promise<Redi
   };
 
   try {
+    if (opts.beforeStart) {
+      const plan = (procs: Proc[]) => procs.map((p) => ({ name: p.name, host: p.host, port: p.port, announced: p.announced }));
+      await opts.beforeStart({ nodes: plan(nodeProcs), sentinels: plan(sentinelProcs) });
+    }
     nodeProcs.forEach((p) => p.start());
     await Promise.all(nodeProcs.map((p) => waitAnswering(p, 10_000)));
     // Sentinels learn the replicas from the master's INFO: once when they connect, then every

@@ -1,13 +1,15 @@
 // The whole sandbox of one scenario: real Redis + 3 Sentinels running our hook, a namespace in
-// the real API server with the ExternalName Service, Pod objects for the Redis nodes (so the
-// IP -> pod DNS name mapping is exercised), the shipped RBAC (deploy/rbac.yaml) with a minted
-// ServiceAccount token, and sentinel-switch as its own process using only that token.
+// the real API server with the ExternalName Service, Ready Pod objects for the Redis nodes and
+// the headless Service selecting them (so the IP -> pod DNS name mapping is exercised and,
+// inside the sandbox namespace, CoreDNS resolves the pods' names), the shipped RBAC
+// (deploy/rbac.yaml) with a minted ServiceAccount token, and sentinel-switch as its own process
+// using only that token. With `redis: { announce: 'hostname' }` Sentinel works with those names.
 // Used by the end-to-end tests, `npm run demo`, `npm run bench` and `npm run chaos`.
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseAllDocuments, stringify } from 'yaml';
-import { type Cluster, createExternalNameService, createNamespace, createPod, kubectl, serviceAccountKubeconfig } from './k8s.ts';
+import { type Cluster, createExternalNameService, createHeadlessService, createNamespace, createPod, kubectl, serviceAccountKubeconfig, waitForName } from './k8s.ts';
 import { type RedisNode, type RedisSandbox, startRedisSandbox } from './redis.ts';
 import { resumableWatch } from './watch.ts';
 import { repoRoot, type SwitchConfigInput, type SwitchProcess, startSwitch } from './switch.ts';
@@ -28,8 +30,12 @@ export interface StackOptions {
   config?: Partial<SwitchConfigInput>;
   /** Verbs removed from deploy/rbac.yaml before it is applied (the RBAC test). */
   withoutVerbs?: { resource: string; verb: string }[];
-  /** Redis sandbox options. */
-  redis?: { downAfterMs?: number; failoverTimeoutMs?: number };
+  /**
+   * Redis sandbox options. announce 'hostname' (Bitnami's default) needs the cluster's data
+   * plane (the sandbox namespace): the pods and the headless Service are created, and their names
+   * resolve, before Redis and Sentinel start.
+   */
+  redis?: { downAfterMs?: number; failoverTimeoutMs?: number; announce?: 'ip' | 'hostname' };
 }
 
 export interface ServiceChange {
@@ -71,6 +77,11 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
   const switchPort = await (await import('./switch.ts')).freePort();
   const url = `http://127.0.0.1:${switchPort}`;
 
+  const announce = opts.redis?.announce ?? 'ip';
+  if (announce === 'hostname' && !opts.cluster.dataPlane) {
+    throw new Error("stack: redis.announce 'hostname' needs the cluster's DNS: run inside the sandbox namespace (scripts/dev.sh test|run)");
+  }
+  const podDnsName = (name: string) => `${name}.${HEADLESS}.${namespace}.svc.${clusterDomain}`;
   const redis = await startRedisSandbox({
     dir: join(opts.dir, 'redis'),
     hook: {
@@ -78,16 +89,25 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       env: { SENTINEL_SWITCH_URL: url, SENTINEL_SWITCH_TOKEN: token, SENTINEL_SWITCH_RETRY_SECONDS: '20', ...opts.hookEnv },
     },
     ...opts.redis,
+    dnsName: podDnsName,
+    // The Redis nodes as the API server knows them, before they start (a StatefulSet's pods exist
+    // before their containers do): Ready pods with their IPs and the headless Service that
+    // gives them names. Announcing names, the sentinels are pods of that Service too, and nothing
+    // starts before every name resolves.
+    beforeStart: async (plan) => {
+      await createHeadlessService(admin, namespace, HEADLESS, { app: 'redis' }, [{ name: 'redis', port: plan.nodes[0]!.port }]);
+      const pods = announce === 'hostname' ? [...plan.nodes, ...plan.sentinels] : plan.nodes;
+      for (const p of pods) {
+        await createPod(admin, namespace, { name: p.name, hostname: p.name, subdomain: HEADLESS, podIP: p.host, labels: { app: 'redis' } });
+      }
+      if (announce === 'hostname') await Promise.all(pods.map((p) => waitForName(p.announced, [p.host], 30_000)));
+    },
   });
   const dnsName = (n: { host: string }): string => {
-    const node = redis.nodes.find((x) => x.host === n.host);
+    const node = redis.nodes.find((x) => x.host === n.host || x.announced === n.host);
     if (!node) throw new Error(`no Redis node at ${n.host}`);
-    return `${node.name}.${HEADLESS}.${namespace}.svc.${clusterDomain}`;
+    return podDnsName(node.name);
   };
-  // The Redis nodes as the API server would know them: StatefulSet-like pods with their IPs.
-  for (const node of redis.nodes) {
-    await createPod(admin, namespace, { name: node.name, hostname: node.name, subdomain: HEADLESS, podIP: node.host, labels: { app: 'redis' } });
-  }
   await createExternalNameService(admin, namespace, TARGET, dnsName(await redis.masterByMajority()));
 
   // The RBAC we ship, exactly: sentinel-switch runs with a token of that ServiceAccount only.
@@ -102,7 +122,8 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     masterSets: [
       {
         name: redis.masterSet,
-        sentinels: redis.sentinels.map((s) => `${s.host}:${s.port}`),
+        // What Sentinel itself announces: IPs, or the sentinels' pod DNS names.
+        sentinels: redis.sentinels.map((s) => `${s.announced}:${s.port}`),
         sentinelAuth: redis.sentinelPassword ? { password: { env: 'SENTINEL_PASSWORD' } } : {},
         redisAuth: { password: { env: 'REDIS_PASSWORD' } },
         target: { namespace, name: TARGET },
