@@ -27,8 +27,8 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parse as parseYaml, stringify } from 'yaml';
 import { configSchema } from '../src/config.ts';
-import { type AppWriter, type ClientMode, startAppWriter } from '../test/harness/app-client.ts';
-import { type Cluster, startCluster } from '../test/harness/k8s.ts';
+import { type AppWriter, type ClientMode, startAppWriter, type WriteRecord } from '../test/harness/app-client.ts';
+import { COREFILES, type Corefile, type Cluster, createClusterIPService, insideSandboxNamespace, resolveName, startCluster } from '../test/harness/k8s.ts';
 import type { RedisNode } from '../test/harness/redis.ts';
 import { type Stack, startStack, TARGET } from '../test/harness/stack.ts';
 import { repoRoot } from '../test/harness/switch.ts';
@@ -171,14 +171,22 @@ async function setFencing(s: Stack, f: Fencing): Promise<void> {
   await svc.restart();
 }
 
-const dnsMode = 'emulated' as 'system' | 'emulated';
-const corefile = values.corefile ?? null;
-if (corefile !== null && dnsMode === 'emulated') throw new Error('--corefile needs the sandbox\'s cluster DNS (the network namespace), which this build does not have');
+// Inside the sandbox's network namespace (scripts/dev.sh run enters it) the cluster has CoreDNS
+// and kube-proxy: the writers resolve through the system resolver. Elsewhere: emulated.
+const inNamespace = insideSandboxNamespace();
+if (values.corefile !== undefined && !COREFILES.includes(values.corefile as Corefile)) throw new Error(`--corefile must be one of ${COREFILES.join(', ')}`);
+if (values.corefile !== undefined && !inNamespace) throw new Error('--corefile needs the sandbox\'s cluster DNS: run inside its network namespace (npm run bench:app / scripts/dev.sh run)');
+let dnsMode: 'system' | 'emulated' = 'emulated';
+let corefile: Corefile | null = null;
 
 try {
   say(`sentinel-switch app-view bench: ${counts.failover} SENTINEL FAILOVER, ${counts.kill} SIGKILL, ${counts['stale-return']} stale returns; ${rate} writes/s per mechanism, client ${clientMode}; fencing ${phases.join(' then ')}${fencingKnown ? '' : ' (this build has no fencing)'}; sandbox ${dir}`);
   let t = now();
-  cluster = await startCluster({ dir: join(dir, 'k8s'), ownerPid: process.pid });
+  cluster = await startCluster({ dir: join(dir, 'k8s'), ownerPid: process.pid, ...(inNamespace ? { corefile: (values.corefile ?? 'kubeadm') as Corefile } : {}) });
+  if (cluster.dataPlane) {
+    dnsMode = 'system';
+    corefile = (await cluster.corefile()) ?? null;
+  }
   const hook = peerHook(dir);
   stack = await startStack({ dir, cluster, hookScript: hook.hookScript, hookEnv: hook.hookEnv, startService: false });
   const s = stack;
@@ -187,6 +195,10 @@ try {
   watch = await ObjectWatch.start(s.adminKubeconfig, s.namespace);
   peers = await startPeers({ stack: s, cluster, dir: join(dir, 'peers'), bitnamiDir: hook.bitnamiDir, maxSeconds: minutes * 60 + 60 });
   const w = watch;
+  if (dnsMode === 'system') {
+    // Bitnami's `<fullname>-master` Service: ClusterIP, selecting the pod labelled isMaster=true.
+    await createClusterIPService(s.adminKubeconfig, s.namespace, BITNAMI_SERVICE, { app: 'redis', isMaster: 'true' }, [{ name: 'redis', port: s.redis.nodes[0]!.port }]);
+  }
   const names: Record<Mechanism, string> = {
     'sentinel-switch': stableName(TARGET, s.namespace),
     'seed-poll-5s': stableName(SEED_SERVICE, s.namespace),
@@ -208,6 +220,14 @@ try {
     if (now() - t > 60_000) throw new Error('the API watch did not list the Services and labelled Pods within 60 s');
     await sleep(50);
   }
+  if (dnsMode === 'system') {
+    for (const m of MECHANISMS) {
+      while ((await resolveName(names[m])).length === 0) {
+        if (now() - t > 90_000) throw new Error(`${names[m]} does not resolve (CoreDNS log in ${join(dir, 'k8s')})`);
+        await sleep(100);
+      }
+    }
+  }
   for (const m of MECHANISMS) {
     writers.set(m, startAppWriter({
       host: names[m], port: s.redis.nodes[0]!.port, password: s.redis.password, rate, mode: clientMode,
@@ -219,7 +239,13 @@ try {
   say(dnsMode === 'emulated'
     ? '  DNS and data plane EMULATED (loopback; no cluster DNS, no kube-proxy): a name resolves to the node its object names at that instant (lower bounds)'
     : `  DNS: the system resolver in the sandbox's network namespace -> CoreDNS (Corefile ${corefile ?? 'kubeadm'}); bitnami-master is a ClusterIP routed by kube-proxy`);
-  await sleep(1_000); // every writer connected and writing before the first window opens
+  // Every writer connected and acknowledged before the first window opens (a ClusterIP can take
+  // kube-proxy's first sync).
+  while (![...writers.values()].every((x) => x.records.some((r) => r.ackAt !== undefined))) {
+    if (now() - t > 120_000) throw new Error(`a writer got no write acknowledged within 120 s: ${MECHANISMS.map((m) => `${m} ${writers.get(m)!.records.filter((r) => r.ackAt !== undefined).length} acked`).join(', ')}`);
+    await sleep(100);
+  }
+  await sleep(1_000);
   say('');
   say(`  ${'#'.padStart(2)}  ${'kind'.padEnd(12)} ${'fence'.padEnd(5)} ${'master'.padEnd(28)}  ${MECHANISMS.map((m) => m.padStart(30)).join('  ')}`);
   say(`  ${''.padStart(2)}  ${''.padEnd(12)} ${''.padEnd(5)} ${''.padEnd(28)}  ${MECHANISMS.map(() => 'lost(+buf) / 1st new ack / err'.padStart(30)).join('  ')}`);
@@ -307,16 +333,21 @@ async function runRound(s: Stack, i: number, kind: Kind, fencing: Fencing, windo
   // so a write acknowledged by a stale master is judged in the round that caused it, and after
   // every writer's first write to the new master.
   let closeAfter = stableAt;
+  let firsts: (WriteRecord | undefined)[] = [];
   if (switchAt !== undefined) {
     const at = switchAt;
-    const firsts = await Promise.all([...writers.values()].map((writer) => waitNewAck({ writer, switchAtMs: at, master, deadlineMs: at + NEW_ACK_BOUND_MS })));
+    firsts = await Promise.all([...writers.values()].map((writer) => waitNewAck({ writer, switchAtMs: at, master, deadlineMs: at + NEW_ACK_BOUND_MS })));
     for (const f of firsts) if (f) closeAfter = Math.max(closeAfter, f.sentAt + 1);
+    if (process.env.BENCH_APP_DUMP) say(`    first new acks (ms after the switch): ${firsts.map((f) => (f ? `#${f.seq} sent ${(f.sentAt - at).toFixed(0)} acked ${(f.ackAt! - at).toFixed(0)}` : 'none')).join(', ')}; stable ${(stableAt - at).toFixed(0)}, now ${(now() - at).toFixed(0)}`);
   }
   await sleep(Math.max(0, closeAfter + WINDOW_LAG_MS - now()));
   const windowEnd = now() - WINDOW_LAG_MS;
   const judged = fencing === 'off' ? MECHANISMS : (['sentinel-switch'] as const);
   for (const m of judged) {
-    result.verdicts[m] = await judgeWindow({ writer: writers.get(m)!, fromMs: windowStart, toMs: windowEnd, master, switchAtMs: switchAt, frozen });
+    const v = await judgeWindow({ writer: writers.get(m)!, fromMs: windowStart, toMs: windowEnd, master, switchAtMs: switchAt, frozen });
+    result.verdicts[m] = v;
+    const f = firsts[MECHANISMS.indexOf(m)];
+    if (f && v.firstNewAckMs === undefined) say(`    warning: ${m}: write #${f.seq} (sent ${(f.sentAt - switchAt!).toFixed(0)} ms after the switch) reached the new master, yet the window up to ${(windowEnd - switchAt!).toFixed(0)} ms shows none`);
   }
   if (process.env.BENCH_APP_DUMP) {
     // Post-mortem: every write of the window, times relative to the first +switch-master.

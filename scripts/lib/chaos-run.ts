@@ -2,7 +2,7 @@
 // convergence with the independent checker, and restores a stable sandbox before the next one.
 // Used by scripts/chaos.ts (its own cluster, every fault kind) and test/chaos.test.ts (short).
 import { type AppWriter, type ClientMode, startAppWriter } from '../../test/harness/app-client.ts';
-import type { Cluster } from '../../test/harness/k8s.ts';
+import { type Cluster, insideSandboxNamespace } from '../../test/harness/k8s.ts';
 import type { RedisNode } from '../../test/harness/redis.ts';
 import { type Stack, TARGET } from '../../test/harness/stack.ts';
 import type { SwitchConfigInput, SwitchProcess } from '../../test/harness/switch.ts';
@@ -36,8 +36,9 @@ export interface ChaosOptions {
   /**
    * The application's view: a Sentinel-unaware writer (test/harness/app-client.ts) on the stable
    * name of the Service, judged per fault (lostAcked). Default on, 100 writes/s, mode reconnect;
-   * the name resolves through the system resolver with `dns: 'system'` (inside the sandbox's
-   * network namespace), else to the node the Service names at that moment (loopback, emulated).
+   * the name resolves through the system resolver with `dns: 'system'` (the default inside the
+   * sandbox's network namespace: its CoreDNS), else to the node the Service names at that moment
+   * (loopback, emulated).
    */
   app?: { enabled?: boolean; rate?: number; mode?: ClientMode; dns?: 'system' | 'emulated' };
 }
@@ -130,7 +131,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
       mode: appOpts.mode ?? 'reconnect',
       keyPrefix: `chaos-app:${process.pid}:${Date.now()}`,
       commandTimeoutMs: APP_COMMAND_TIMEOUT_MS,
-      resolve: appOpts.dns === 'system' ? undefined : externalNameResolver({
+      resolve: (appOpts.dns ?? (insideSandboxNamespace() ? 'system' : 'emulated')) === 'system' ? undefined : externalNameResolver({
         name, nodes: redis.nodes, dnsName: (n) => dnsNames.get(n.name)!, current: () => checker.serviceNow().externalName,
       }),
     });
