@@ -9,6 +9,7 @@ import { createMetrics, type Metrics } from './metrics.ts';
 import { Reconciler } from './reconcile.ts';
 import { healthRoutes } from './routes/health.ts';
 import { v1Routes } from './routes/v1.ts';
+import { type SentinelEvent, SentinelEvents } from './sentinel/events.ts';
 import { SentinelClient } from './sentinel/index.ts';
 
 export interface Service {
@@ -24,6 +25,8 @@ export interface ServiceOptions {
   kube?: Kube;
   /** Default true; tests that drive reconcile themselves turn the timer off. */
   timer?: boolean;
+  /** Subscribe to Sentinel's pub/sub (default true, with the timer). */
+  events?: boolean;
   defaultMetrics?: boolean;
 }
 
@@ -86,6 +89,26 @@ export async function createService(config: Config, opts: ServiceOptions = {}): 
   await app.register(healthRoutes, { config, kube, sentinels, metrics });
   await app.register(v1Routes, { reconciler });
   if (opts.timer !== false) app.addHook('onReady', async () => reconciler.startTimer());
+  // Sentinel's pub/sub: +switch-master runs the same verified reconcile as the hook (both share
+  // the master set's single-flight lane); the fence events go to the master set's Fencer.
+  const subscriptions = config.masterSets.map(
+    (set) =>
+      new SentinelEvents({
+        set,
+        client: sentinels.get(set.name)!,
+        log,
+        onEvent: (e) => onSentinelEvent(e),
+      }),
+  );
+  const onSentinelEvent = (e: SentinelEvent): void => {
+    metrics.sentinelEvents.inc({ master_set: e.masterSet, kind: e.kind });
+    log.debug({ masterSet: e.masterSet, event: e }, 'sentinel event');
+    reconciler.fencer(e.masterSet)?.onEvent(e);
+    const again = (): void => void reconciler.reconcile(e.masterSet, 'event', e.kind === 'switch-master' ? { claimed: e.to, receivedAt: performance.now() } : {}).catch(() => undefined);
+    // A node answering again may be a stale master; an abort may leave the old master in place.
+    if (e.kind === 'switch-master' || e.kind === 'failover-abort' || e.kind === 'sdown-cleared') again();
+  };
+  if (opts.events ?? opts.timer !== false) app.addHook('onReady', async () => void (await Promise.all(subscriptions.map((s) => s.start()))));
 
   return {
     app,
@@ -93,6 +116,7 @@ export async function createService(config: Config, opts: ServiceOptions = {}): 
     metrics,
     async close() {
       await app.close();
+      for (const s of subscriptions) s.stop();
       await reconciler.stop();
       await Promise.all([...sentinels.values()].map((c) => c.close()));
     },

@@ -20,13 +20,13 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
     }),
     reconcileRuns: new Counter({
       name: 'sentinel_switch_reconcile_runs_total',
-      help: 'Reconcile runs by what triggered them (hook, manual, timer, follow-up) and how they ended (switched, unchanged, unverified, failed).',
+      help: 'Reconcile runs by what triggered them (hook, event, manual, timer, follow-up) and how they ended (switched, unchanged, unverified, failed).',
       labelNames: ['master_set', 'reason', 'result'],
       registers,
     }),
     hookToPatch: new Histogram({
       name: 'sentinel_switch_hook_to_patch_seconds',
-      help: 'From a hook request arriving to the Service patch being acknowledged by the API server.',
+      help: 'From a hook request or a Sentinel +switch-master event arriving to the Service patch being acknowledged by the API server.',
       labelNames: ['master_set'],
       buckets: [0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
       registers,
@@ -59,6 +59,42 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
       name: 'sentinel_switch_unauthorized_requests_total',
       help: 'Requests refused for a missing or wrong bearer token.',
       labelNames: ['route'],
+      registers,
+    }),
+    fences: new Counter({
+      name: 'sentinel_switch_fences_total',
+      help: 'Pauses of a master that must not acknowledge writes: early (at +selected-slave), switch (a stale master after a verified switch), return (a stale master answering again).',
+      labelNames: ['master_set', 'reason'],
+      registers,
+    }),
+    fenceKills: new Counter({
+      name: 'sentinel_switch_fence_client_kills_total',
+      help: 'Client connections closed on stale masters, so the applications reconnect through the stable name.',
+      labelNames: ['master_set'],
+      registers,
+    }),
+    fenceDemotions: new Counter({
+      name: 'sentinel_switch_fence_demotions_total',
+      help: 'Stale masters demoted by sentinel-switch (REPLICAOF the verified master).',
+      labelNames: ['master_set'],
+      registers,
+    }),
+    fenceUnpauses: new Counter({
+      name: 'sentinel_switch_fence_unpauses_total',
+      help: 'Pauses lifted, by why: demoted, replica, majority (the majority names it again), abort (failover aborted), expired (its own timeout).',
+      labelNames: ['master_set', 'why'],
+      registers,
+    }),
+    fenceErrors: new Counter({
+      name: 'sentinel_switch_fence_errors_total',
+      help: 'Fence steps that failed (NOPERM: the ACL user lacks a command; unreachable nodes are not counted, they are watched).',
+      labelNames: ['master_set', 'step'],
+      registers,
+    }),
+    sentinelEvents: new Counter({
+      name: 'sentinel_switch_sentinel_events_total',
+      help: 'Pub/sub events received from the sentinels, by kind.',
+      labelNames: ['master_set', 'kind'],
       registers,
     }),
     lastSwitch: new Gauge({

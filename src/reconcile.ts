@@ -1,15 +1,17 @@
-// RunOnce for one master set: ask the sentinels, verify, decide, apply. The webhook, the manual
-// trigger and the timer all call reconcile(masterSet, reason); runs of one master set never
+// RunOnce for one master set: ask the sentinels, verify, decide, apply. The webhook, Sentinel's
+// pub/sub, the manual trigger and the timer all call reconcile(masterSet, reason); runs of one master set never
 // overlap (one running, at most one pending that every later caller shares), so the N hook calls
-// of one failover end in one write.
+// and events of one failover end in one write. A verified master is then handed to the master
+// set's Fencer, off the hot path.
 import type { Logger } from 'pino';
 import type { Config, MasterSetConfig } from './config.ts';
 import { type Address, addressKey, classifyHost, confirms, planService, podDnsName, tally, verify, type Vote } from './decide/index.ts';
-import { type Kube, KubeError, serviceId } from './kube/index.ts';
+import { Fencer } from './fence/index.ts';
+import { annotations, type Kube, KubeError, serviceId } from './kube/index.ts';
 import type { Metrics } from './metrics.ts';
-import type { SentinelClient } from './sentinel/index.ts';
+import { type SentinelClient, splitHostPort } from './sentinel/index.ts';
 
-export type Reason = 'hook' | 'manual' | 'timer' | 'follow-up';
+export type Reason = 'hook' | 'event' | 'manual' | 'timer' | 'follow-up';
 
 export interface Outcome {
   masterSet: string;
@@ -57,6 +59,9 @@ export class Reconciler {
   readonly #background = new Set<Promise<unknown>>();
   /** The target Service's uid, from the last read: Events need it to show on `kubectl describe`. */
   readonly #serviceUids = new Map<string, string | undefined>();
+  readonly #fencers = new Map<string, Fencer>();
+  /** What a run saw beyond its Outcome, for the fence: every master named, the master recorded on the Service. */
+  readonly #seen = new WeakMap<Outcome, { named: Address[]; previousMaster?: Address }>();
   #timer: NodeJS.Timeout | undefined;
   #stopped = false;
 
@@ -67,6 +72,26 @@ export class Reconciler {
     this.#kube = deps.kube;
     this.#log = deps.log;
     this.#metrics = deps.metrics;
+    for (const set of deps.config.masterSets) {
+      this.#fencers.set(
+        set.name,
+        new Fencer({
+          set,
+          client: deps.sentinels.get(set.name)!,
+          log: deps.log,
+          metrics: deps.metrics,
+          event: (e) => this.#event(set, e),
+          reconcile: () => {
+            if (!this.#stopped) this.#track(this.reconcile(set.name, 'event'));
+          },
+        }),
+      );
+    }
+  }
+
+  /** The master set's Fencer (the event subscription feeds it). */
+  fencer(masterSet: string): Fencer | undefined {
+    return this.#fencers.get(masterSet);
   }
 
   has(masterSet: string): boolean {
@@ -108,6 +133,7 @@ export class Reconciler {
     for (const lane of this.#lanes.values()) clearTimeout(lane.followUp);
     const inFlight = [...this.#lanes.values()].flatMap((l) => [l.running, l.pending]).filter(Boolean);
     await Promise.allSettled([...inFlight, ...this.#background]);
+    await Promise.all([...this.#fencers.values()].map((f) => f.stop()));
   }
 
   #submit(lane: Lane, masterSet: string, reason: Reason): Promise<Outcome> {
@@ -165,6 +191,18 @@ export class Reconciler {
     }
     outcome.durationMs = Math.round((performance.now() - started) * 1000) / 1000;
     this.#record(set, outcome, log);
+    const fencer = this.#fencers.get(masterSet);
+    if (fencer?.enabled && outcome.master && !this.#stopped) {
+      const seen = this.#seen.get(outcome);
+      this.#track(
+        fencer.afterVerified({
+          master: outcome.master,
+          named: seen?.named ?? [],
+          serviceNamesMaster: outcome.result === 'switched' || outcome.result === 'unchanged',
+          previousMaster: seen?.previousMaster,
+        }),
+      );
+    }
     return outcome;
   }
 
@@ -205,12 +243,18 @@ export class Reconciler {
     const seen = { ...base, votes: shownVotes, role: 'error' in role ? `error: ${role.error}` : role.role, timingsMs };
     if (!verdict.ok) return { ...seen, result: 'unverified', retryable: true, why: verdict.why };
     const master = verdict.master;
+    const recorded = state.exists ? state.annotations?.[annotations.master] : undefined;
+    const forFence = {
+      named: votes.flatMap((v) => ('master' in v ? [v.master] : [])),
+      previousMaster: recorded && /:\d+$/.test(recorded) ? splitHostPort(recorded) : undefined,
+    };
+    const done = (o: Outcome): Outcome => (this.#seen.set(o, forFence), o);
     try {
       if ('error' in target) throw target.error;
       if (state.exists) this.#serviceUids.set(set.name, state.uid);
       const plan = planService(state, target.name, base.service);
-      if (plan.action === 'refuse') return { ...seen, master, result: 'failed', retryable: false, why: plan.why };
-      if (plan.action === 'none') return { ...seen, master, target: target.name, result: 'unchanged', retryable: false };
+      if (plan.action === 'refuse') return done({ ...seen, master, result: 'failed', retryable: false, why: plan.why });
+      if (plan.action === 'none') return done({ ...seen, master, target: target.name, result: 'unchanged', retryable: false });
       await this.#kube.patchService(ref, {
         target: target.name,
         resourceVersion: plan.resourceVersion,
@@ -220,13 +264,13 @@ export class Reconciler {
         at: new Date(),
       });
       lap('patch');
-      return { ...seen, master, target: target.name, previousTarget: plan.previousTarget, changed: true, result: 'switched', retryable: false };
+      return done({ ...seen, master, target: target.name, previousTarget: plan.previousTarget, changed: true, result: 'switched', retryable: false });
     } catch (err) {
       if (err instanceof KubeError) {
         if (err.kind === 'conflict' && mayRetry) return undefined;
-        return { ...seen, master, result: 'failed', retryable: err.kind === 'unavailable' || err.kind === 'conflict', why: err.message };
+        return done({ ...seen, master, result: 'failed', retryable: err.kind === 'unavailable' || err.kind === 'conflict', why: err.message });
       }
-      if (err instanceof TargetError) return { ...seen, master, result: 'failed', retryable: false, why: err.message };
+      if (err instanceof TargetError) return done({ ...seen, master, result: 'failed', retryable: false, why: err.message });
       throw err;
     }
   }

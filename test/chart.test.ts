@@ -209,6 +209,8 @@ describe('the rendered config', () => {
     expect(cache!.redisAuth).toEqual({ username: 'sentinel-switch', password: { env: 'REDIS_PASSWORD' } });
     expect(cache!.tls).toEqual({ enabled: true, caFile: '/etc/sentinel-switch/redis-tls/ca.pem', certFile: '/etc/sentinel-switch/redis-tls/client.pem', keyFile: '/etc/sentinel-switch/redis-tls/client-key.pem', insecureSkipVerify: false });
     expect(sessions).toMatchObject({ name: 'sessions', quorum: 2, podNamespace: 'sessions-pods', target: { namespace: 'data', name: 'sessions-master' } });
+    expect(sessions!.fencing).toEqual({ enabled: true, early: false, demote: true, pauseMs: 4000 });
+    expect(cache!.fencing).toEqual({ enabled: true, early: true, demote: true, pauseMs: 5000 });
     expect(sessions!.sentinels).toHaveLength(3);
     const container = podSpec(find(objs, 'Deployment')).containers[0]!;
     expect(container.env?.find((e) => e.name === 'REDIS_PASSWORD')?.valueFrom?.secretKeyRef).toEqual({ name: 'cache-credentials', key: 'password' });

@@ -220,7 +220,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
             if (healthy.epoch !== r.epochBefore && epochSeen !== undefined) r.switchToServiceMs = named.since - epochSeen;
             const made = named.state;
             r.delivery = made && made.atMs >= tFault && checker.states.indexOf(made) > 0
-              ? (made.reason === 'hook' || made.reason === 'follow-up' ? 'hook' : 'timer')
+              ? (made.reason === 'hook' || made.reason === 'event' || made.reason === 'follow-up' ? 'hook' : 'timer')
               : 'already';
           }
         }

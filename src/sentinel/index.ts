@@ -5,7 +5,7 @@ import { lookup } from 'node:dns/promises';
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import type { ConnectionOptions } from 'node:tls';
-import { Redis } from 'ioredis';
+import { Redis, type RedisOptions } from 'ioredis';
 import { type MasterSetConfig, readSecret } from '../config.ts';
 import type { Address, RoleReply, Vote } from '../decide/index.ts';
 import { withTimeout } from '../timeout.ts';
@@ -94,6 +94,19 @@ export class SentinelClient {
     } catch (err) {
       return { error: describeError(err, `node ${node.host}:${node.port}`) };
     }
+  }
+
+  // For fencing (src/fence/) and the event subscription (src/sentinel/events.ts): the same
+  // credentials, TLS and client name as the questions above.
+  /** One command to a sentinel or a Redis node of this master set, on the pooled connection. */
+  command(to: 'sentinel' | 'node', at: Address, args: [string, ...string[]]): Promise<unknown> {
+    return this.#command(at, to === 'sentinel' ? this.#sentinelAuth : this.#redisAuth, args);
+  }
+
+  /** Options for a connection of one's own to a sentinel or a node (no timeouts, no retries: the caller sets them). */
+  connectionOptions(to: 'sentinel' | 'node'): RedisOptions {
+    const auth = to === 'sentinel' ? this.#sentinelAuth : this.#redisAuth;
+    return { username: auth.username, password: auth.password, tls: this.#tls, connectionName: 'sentinel-switch', enableReadyCheck: false };
   }
 
   async close(): Promise<void> {

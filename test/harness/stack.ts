@@ -56,6 +56,14 @@ export interface Stack {
   service?: SwitchProcess;
   /** The DNS name the Service must name for a node. */
   dnsName(node: RedisNode | { host: string }): string;
+  /** The stable name applications use: the target Service's DNS name. */
+  stableName: string;
+  /**
+   * Name -> address as the cluster's DNS would answer now: the stable name to the node the Service
+   * names (from the API watch), a pod's DNS name to its node. For startAppWriter's `resolve`.
+   * The one place to swap for the system resolver once the sandbox has cluster DNS.
+   */
+  resolve(host: string): Promise<string>;
   /** The config sentinel-switch runs with (also for starting more replicas). */
   switchConfig: SwitchConfigInput;
   /** Starts a(nother) sentinel-switch process; `configOverrides` go on top of switchConfig for this one only. */
@@ -139,6 +147,15 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     for (const w of waiters) w();
   });
 
+  const stableName = `${TARGET}.${namespace}.svc.${clusterDomain}`;
+  const resolve = async (host: string): Promise<string> => {
+    const name = host.toLowerCase().replace(/\.$/, '');
+    const target = name === stableName ? [...changes].reverse().find((c) => c.type !== 'DELETED')?.externalName : name;
+    const node = redis.nodes.find((n) => dnsName(n) === target);
+    if (!node) throw Object.assign(new Error(`getaddrinfo ENOTFOUND ${host}`), { code: 'ENOTFOUND' });
+    return node.host;
+  };
+
   const processes: SwitchProcess[] = [];
   const stack: Stack = {
     namespace,
@@ -147,6 +164,8 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     switchKubeconfig,
     redis,
     dnsName,
+    stableName,
+    resolve,
     switchConfig,
     serviceChanges: changes,
     async startService(name = 'sentinel-switch', configOverrides) {

@@ -120,6 +120,9 @@ config file, the Role(s) and the target Service(s) get their names and namespace
 {{- if not (kindIs "invalid" $s.quorum) -}}
 {{- $_ := set $item "quorum" (int $s.quorum) -}}
 {{- end -}}
+{{- if $s.fencing -}}
+{{- $_ := set $item "fencing" $s.fencing -}}
+{{- end -}}
 {{- $items = append $items $item -}}
 {{- end -}}
 {{- toYaml (dict "items" $items) -}}
@@ -160,6 +163,9 @@ on the target names and events create where targets live; pods list where IPs ar
 {{- end -}}
 {{- if .explicitPodNamespace -}}
 {{- $_ := set $set "podNamespace" .explicitPodNamespace -}}
+{{- end -}}
+{{- with .fencing -}}
+{{- $_ := set $set "fencing" . -}}
 {{- end -}}
 {{- if $redis.auth.enabled -}}
 {{- $auth := dict "password" (dict "env" "REDIS_PASSWORD") -}}
