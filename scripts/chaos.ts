@@ -29,7 +29,10 @@
 // Prints a line per fault once it is over (time = when it started, relative to the first fault;
 // what moved; when healthy again; convergence; the writes and their verdicts), a line at once
 // for every write that is not ok, and a summary; with --json the LAST line is
-//   {"seed":S,"faults":F,"failovers":N,"converged":C,"wrongWrites":W,"convergeMs":{"p50":..,"p99":..,...},...}
+//   {"seed":S,"faults":F,"failovers":N,"converged":C,"wrongWrites":W,"lostAcked":L,"convergeMs":{"p50":..,"p99":..,...},...}
+// lostAcked: an app writer (test/harness/app-client.ts, 100 writes/s, mode reconnect) on the
+// Service's stable name; per fault, its writes acknowledged and then absent from the master once
+// the sandbox is stable again (see scripts/lib/app-view.ts). Reported, not part of the exit code.
 // Exit 0 when every fault that became healthy converged and no write was wrong; 1 otherwise;
 // 3 when the time budget (--minutes, default 10, everything included) ran out. The sandbox
 // (configs, every process's log) stays in .sandbox/chaos-<pid> unless the run passed (--keep
@@ -129,6 +132,7 @@ try {
   say(`summary: ${r.faults} faults, ${r.failovers} failovers, ${r.converged}/${r.shouldConverge} converged (${r.faults - r.shouldConverge} never healthy again), writes ${r.writes}: ${r.wrongWrites} wrong, ${r.racedWrites} raced, ${r.unjudgedWrites} unjudged; watch re-established ${r.watchRestarts}x`);
   say(`  convergence from healthy: ${fmt(r.convergeMs)}; delivered by a hook: ${fmt(r.convergeMs.hook)}; by a timer/startup reconcile: ${fmt(r.convergeMs.timer)}`);
   say(`  new epoch -> Service: ${fmt(r.switchToServiceMs)}`);
+  say(`  app writer on the stable name (${r.appWrites.acked}/${r.appWrites.sent} writes acknowledged): lost acked ${r.lostAcked}${r.lostAckedBuffered ? ` (+${r.lostAckedBuffered} sent to a frozen master, acknowledged when it resumed)` : ''}; per fault kind: ${Object.entries(r.lostAckedByKind).map(([k, n]) => `${k} ${n}`).join(', ') || 'n/a'}`);
   for (const a of r.anomalies) say(`  anomaly: ${a}`);
   for (const res of r.results.filter((x) => x.outcome !== 'converged')) say(`  #${res.fault.n} ${res.fault.kind}: ${res.outcome}${res.error ? `: ${res.error}` : ''}`);
   exitCode = r.converged === r.shouldConverge && r.wrongWrites === 0 && r.faults > 0 ? 0 : 1;
@@ -139,6 +143,9 @@ try {
         failovers: r.failovers,
         converged: r.converged,
         wrongWrites: r.wrongWrites,
+        lostAcked: r.lostAcked,
+        lostAckedBuffered: r.lostAckedBuffered,
+        lostAckedByKind: r.lostAckedByKind,
         convergeMs: { p50: r.convergeMs.p50, p99: r.convergeMs.p99, hook: r.convergeMs.hook, timer: r.convergeMs.timer },
         shouldConverge: r.shouldConverge,
         racedWrites: r.racedWrites,

@@ -1,16 +1,20 @@
 // Runs a chaos schedule on a started stack: injects each fault, restores what it broke, measures
 // convergence with the independent checker, and restores a stable sandbox before the next one.
 // Used by scripts/chaos.ts (its own cluster, every fault kind) and test/chaos.test.ts (short).
-import type { Cluster } from '../../test/harness/k8s.ts';
+import { type AppWriter, type ClientMode, startAppWriter } from '../../test/harness/app-client.ts';
+import { type Cluster, insideSandboxNamespace } from '../../test/harness/k8s.ts';
 import type { RedisNode } from '../../test/harness/redis.ts';
 import { type Stack, TARGET } from '../../test/harness/stack.ts';
 import type { SwitchConfigInput, SwitchProcess } from '../../test/harness/switch.ts';
+import { addErrors, externalNameResolver, judgeWindow, stableName, type WindowVerdict } from './app-view.ts';
 import { Checker, type Write } from './chaos-checker.ts';
 import { apiServerOf, type DelayProxy, startDelayProxy, writeProxiedKubeconfig } from './chaos-proxy.ts';
 import { describeFault, type Fault, type Trigger } from './chaos-schedule.ts';
 import { percentile } from './stats.ts';
 
 const now = (): number => performance.timeOrigin + performance.now();
+const APP_COMMAND_TIMEOUT_MS = 2_000;
+const APP_WINDOW_LAG_MS = APP_COMMAND_TIMEOUT_MS + 500;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 export interface ChaosOptions {
@@ -29,6 +33,14 @@ export interface ChaosOptions {
   say?: (line: string) => void;
   /** Set when the run must stop (signal, watchdog): the current fault is cut short, nothing new starts. */
   aborted?: () => boolean;
+  /**
+   * The application's view: a Sentinel-unaware writer (test/harness/app-client.ts) on the stable
+   * name of the Service, judged per fault (lostAcked). Default on, 100 writes/s, mode reconnect;
+   * the name resolves through the system resolver with `dns: 'system'` (the default inside the
+   * sandbox's network namespace: its CoreDNS), else to the node the Service names at that moment
+   * (loopback, emulated).
+   */
+  app?: { enabled?: boolean; rate?: number; mode?: ClientMode; dns?: 'system' | 'emulated' };
 }
 
 export type Delivery = 'hook' | 'timer' | 'already' | 'none';
@@ -52,6 +64,8 @@ export interface FaultResult {
   /** Which mechanism made the Service right: the write's last-switch-reason (hook/follow-up = hook). */
   delivery: Delivery;
   writes: Write[];
+  /** The app writer's writes of this fault's window, judged against the master once stable again. */
+  app?: WindowVerdict;
   note?: string;
   error?: string;
 }
@@ -68,6 +82,11 @@ export interface ChaosReport {
   racedWrites: number;
   unjudgedWrites: number;
   watchRestarts: number;
+  /** App writes acknowledged and then absent from the final master (buffered ones apart), in all and per fault kind. */
+  lostAcked: number;
+  lostAckedBuffered: number;
+  lostAckedByKind: Record<string, number>;
+  appWrites: { sent: number; acked: number; errors: Record<string, number> };
   anomalies: string[];
   convergeMs: Stats & { hook: Stats; timer: Stats };
   switchToServiceMs: Stats;
@@ -100,6 +119,24 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     say,
   });
   await checker.start();
+  const appOpts = o.app ?? {};
+  let app: AppWriter | undefined;
+  if (appOpts.enabled !== false) {
+    const name = stableName(TARGET, stack.namespace);
+    app = startAppWriter({
+      host: name,
+      port: redis.nodes[0]!.port,
+      password: redis.password,
+      rate: appOpts.rate ?? 100,
+      mode: appOpts.mode ?? 'reconnect',
+      keyPrefix: `chaos-app:${process.pid}:${Date.now()}`,
+      commandTimeoutMs: APP_COMMAND_TIMEOUT_MS,
+      resolve: (appOpts.dns ?? (insideSandboxNamespace() ? 'system' : 'emulated')) === 'system' ? undefined : externalNameResolver({
+        name, nodes: redis.nodes, dnsName: (n) => dnsNames.get(n.name)!, current: () => checker.serviceNow().externalName,
+      }),
+    });
+  }
+  let windowStart = now() - APP_WINDOW_LAG_MS;
   const t0run = now();
   const clock = (at = now()): string => `${((at - t0run) / 1000).toFixed(1).padStart(6)}s`;
   const results: FaultResult[] = [];
@@ -139,6 +176,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
       const writesBefore = checker.writes.length;
       const before = checker.lastMaster();
       const r: FaultResult = { fault, atMs: now(), outcome: 'error', delivery: 'none', writes: [], from: before?.master, epochBefore: before?.epoch };
+      let frozen: { fromMs: number; toMs: number } | undefined;
       results.push(r);
       try {
         if (fault.replicas) {
@@ -153,7 +191,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
         }
         const tFault = now();
         r.atMs = tFault;
-        r.note = await inject(fault, { stack, cluster: o.cluster, paused, setApiDown: (v) => (apiDown = v), probeApi: () => checker.probeApi(), aborted });
+        r.note = await inject(fault, { stack, cluster: o.cluster, paused, setApiDown: (v) => (apiDown = v), probeApi: () => checker.probeApi(), aborted, frozen: (f) => (frozen = f) });
         r.restoredAfterMs = now() - tFault;
         const healthy = await checker.waitHealthy(45_000);
         if (!healthy?.master) {
@@ -195,15 +233,26 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
         await restoreAll();
         await checker.settle();
         r.writes = checker.writes.slice(writesBefore);
+        await redis.waitStable(60_000);
+        if (app) {
+          // The window closes no earlier than the moment the old master was demoted (stable), and
+          // far enough in the past that every write in it has its outcome.
+          const stableAt = now();
+          const final = await redis.masterByMajority();
+          await sleep(Math.max(0, stableAt + APP_WINDOW_LAG_MS - now()));
+          const windowEnd = now() - APP_WINDOW_LAG_MS;
+          r.app = await judgeWindow({ writer: app, fromMs: windowStart, toMs: windowEnd, master: { ...final, password: redis.password }, frozen });
+          windowStart = windowEnd;
+        }
         say(line(clock(r.atMs), r));
         if (r.error) say(`    ${r.error}`);
-        await redis.waitStable(60_000);
       } catch (err) {
         say(`${clock()} could not restore a stable sandbox after fault #${fault.n}: ${(err as Error).message.split('\n')[0]}; stopping`);
         break;
       }
     }
   } finally {
+    await app?.stop();
     await stopReplicas();
     await proxy?.close();
     await restoreAll().catch(() => undefined);
@@ -225,6 +274,20 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     racedWrites: writes.filter((w) => w.verdict === 'raced').length,
     unjudgedWrites: writes.filter((w) => w.verdict === 'unjudged' || w.verdict === 'pending').length,
     watchRestarts: checker.watchRestarts,
+    lostAcked: results.reduce((n, r) => n + (r.app?.lostAcked ?? 0), 0),
+    lostAckedBuffered: results.reduce((n, r) => n + (r.app?.lostAckedBuffered ?? 0), 0),
+    lostAckedByKind: results.reduce<Record<string, number>>((m, r) => {
+      if (r.app) m[r.fault.kind] = (m[r.fault.kind] ?? 0) + r.app.lostAcked;
+      return m;
+    }, {}),
+    appWrites: results.reduce((a, r) => {
+      if (r.app) {
+        a.sent += r.app.sent;
+        a.acked += r.app.acked;
+        addErrors(a.errors, r.app.errors);
+      }
+      return a;
+    }, { sent: 0, acked: 0, errors: {} as Record<string, number> }),
     anomalies: checker.anomalies,
     convergeMs: {
       ...stats(conv.map((r) => r.convergeMs!)),
@@ -243,6 +306,8 @@ interface InjectContext {
   /** Whether the API server answers a new request now. */
   probeApi: () => Promise<boolean>;
   aborted: () => boolean;
+  /** pause-master: when the master was frozen and resumed (for the app's buffered writes). */
+  frozen: (f: { fromMs: number; toMs: number }) => void;
 }
 
 /** Injects one fault and puts back what it broke; resolves with a note on what happened. */
@@ -291,6 +356,7 @@ async function inject(f: Fault, c: InjectContext): Promise<string> {
       await sleep(Math.max(0, f.pauseMs! - (now() - t)));
       await redis.stopNode(masterNode, 'SIGCONT');
       c.paused.delete(masterNode);
+      c.frozen({ fromMs: t, toMs: now() });
       notes.push(`paused ${Math.round(now() - t)} ms`);
       break;
     }
@@ -360,11 +426,12 @@ function line(clock: string, r: FaultResult): string {
   const move = r.from === r.to ? `${r.from} stays (epoch ${r.epochAfter})` : `${r.from ?? '?'} -> ${r.to ?? '?'} (epoch ${r.epochBefore} -> ${r.epochAfter})`;
   const counts = (['ok', 'raced', 'wrong', 'unjudged'] as const).map((v) => [v, r.writes.filter((w) => w.verdict === v).length] as const).filter(([, n]) => n > 0);
   const writes = `writes ${r.writes.length}${counts.length ? ` (${counts.map(([v, n]) => `${n} ${v}`).join(', ')})` : ''}`;
+  const app = r.app ? `; app: ${r.app.acked}/${r.app.sent} acked, lost acked ${r.app.lostAcked}${r.app.lostAckedBuffered ? ` (+${r.app.lostAckedBuffered} buffered)` : ''}` : '';
   const conv = r.convergeMs === undefined
     ? r.outcome
     : `${r.outcome} ${Math.round(r.convergeMs)} ms after healthy (${r.delivery}${r.switchToServiceMs !== undefined ? `, ${Math.round(r.switchToServiceMs)} ms after the new epoch` : ''})`;
   const healthy = r.healthyAfterMs === undefined ? '' : `, healthy +${(r.healthyAfterMs / 1000).toFixed(1)}s`;
-  return `${clock} #${f.n} ${describeFault(f)}${r.note ? ` [${r.note}]` : ''}: ${move}${healthy}; ${conv}; ${writes}`;
+  return `${clock} #${f.n} ${describeFault(f)}${r.note ? ` [${r.note}]` : ''}: ${move}${healthy}; ${conv}; ${writes}${app}`;
 }
 
 function round(x: number | undefined): number | null {

@@ -5,7 +5,8 @@
 //
 // It resolves the name itself before every connect (by default through the system resolver, as a
 // pod does, so /etc/resolv.conf and every DNS cache on the way count) and connects to the address
-// it got, one connection at a time, as a plain client library does.
+// it got, one connection at a time, as a plain client library does: dial and handshake (AUTH,
+// PING) bounded by the connect timeout, each write by the command timeout.
 //   mode 'reconnect': any error (READONLY, a timeout, a closed connection) drops the connection and
 //                     reconnects after a short backoff (go-redis, redis-rb, ioredis with
 //                     reconnectOnError);
@@ -71,39 +72,60 @@ export function startAppWriter(o: AppWriterOptions): AppWriter {
   let connects = 0;
   let stopped = false;
 
-  const drop = (c: { redis: Redis } | undefined): void => {
-    if (!c) return;
-    if (conn === c) conn = undefined;
+  const connectTimeoutMs = o.connectTimeoutMs ?? 1_000;
+  const backoffMs = o.backoffMs ?? 20;
+  const reconnectSoon = (): void => {
+    if (!stopped) connecting ??= sleep(backoffMs).then(connect).finally(() => (connecting = undefined));
+  };
+  /**
+   * Gives the connection up at once (as a client library closes a socket it no longer trusts) and
+   * reconnects, re-resolving the name. ioredis' own disconnect() only half-closes: towards a frozen
+   * node the socket lingers for its disconnect timeout, and writes must not go to it meanwhile.
+   */
+  const lose = (c: { redis: Redis }): void => {
+    if (conn !== c) return;
+    conn = undefined;
     c.redis.disconnect();
+    reconnectSoon();
   };
 
   const connect = async (): Promise<void> => {
     while (!stopped && !conn) {
+      let redis: Redis | undefined;
       try {
         const addr = await resolve(o.host);
-        const redis = new Redis({
+        redis = new Redis({
           host: addr,
           port: o.port,
           password: o.password,
           lazyConnect: true,
-          connectTimeout: o.connectTimeoutMs ?? 1_000,
+          connectTimeout: connectTimeoutMs,
           commandTimeout: commandTimeoutMs,
           maxRetriesPerRequest: 0,
           enableOfflineQueue: false,
           enableReadyCheck: false,
+          disableClientInfo: true,
           retryStrategy: () => null, // reconnecting (and re-resolving) is ours, as in a plain client
         });
         redis.on('error', () => undefined); // each write records its own error
-        await redis.connect();
+        // Dial + handshake (AUTH, then PING) within the connect timeout, as a client's dial does: a
+        // frozen node accepts the TCP connection (the kernel does) but never answers.
+        const r = redis;
+        await withTimeout((async () => {
+          await r.connect();
+          await r.ping();
+        })(), connectTimeoutMs);
+        if (stopped) {
+          redis.disconnect(); // stop() came while this connect was under way
+          return;
+        }
         const c = { redis, addr };
-        redis.once('close', () => {
-          drop(c);
-          if (!stopped) connecting ??= sleep(o.backoffMs ?? 20).then(connect).finally(() => (connecting = undefined));
-        });
+        redis.once('close', () => lose(c));
         conn = c;
         connects++;
       } catch {
-        await sleep(o.backoffMs ?? 20);
+        redis?.disconnect();
+        await sleep(backoffMs);
       }
     }
   };
@@ -123,7 +145,7 @@ export function startAppWriter(o: AppWriterOptions): AppWriter {
       (err: Error) => {
         rec.error = err.message;
         // A closed connection reconnects through its 'close' handler, in either mode.
-        if (mode === 'reconnect' && conn === c) c.redis.disconnect();
+        if (mode === 'reconnect') lose(c);
       },
     );
     inFlight.add(p);
@@ -152,7 +174,8 @@ export function startAppWriter(o: AppWriterOptions): AppWriter {
       stopped = true;
       clearTimeout(timer);
       await Promise.allSettled([...inFlight]);
-      drop(conn);
+      conn?.redis.disconnect();
+      conn = undefined;
     },
   };
 }
@@ -215,11 +238,20 @@ export function firstNewAck(records: readonly WriteRecord[], t: number, present:
   return best;
 }
 
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let t: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p.finally(() => clearTimeout(t)),
+    new Promise<never>((_, reject) => { t = setTimeout(() => reject(new Error(`connect timed out after ${ms} ms`)), ms); }),
+  ]);
+}
+
 function errorKind(message: string): string {
+  if (message === 'no connection') return message;
   if (message.startsWith('READONLY')) return 'READONLY';
   if (message.startsWith('NOREPLICAS')) return 'NOREPLICAS';
   if (/timed? ?out/i.test(message)) return 'timeout';
   if (/ECONNREFUSED/.test(message)) return 'refused';
-  if (/closed|ECONNRESET|EPIPE/i.test(message)) return 'connection closed';
+  if (/closed|ECONNRESET|EPIPE|isn't writeable/i.test(message)) return 'connection closed';
   return message.split(/[\s:]/)[0] || message;
 }
