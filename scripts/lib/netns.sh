@@ -47,6 +47,8 @@ enter_fresh() { # MODE ARGS: re-executes this script inside new namespaces
   command -v ip >/dev/null || die "ip (iproute2) is missing: run scripts/setup.sh"
   local ns=(--net --mount --propagation private)
   [ "$(id -u)" = 0 ] || ns=(--user --map-root-user "${ns[@]}")
+  unshare "${ns[@]}" true 2>/dev/null ||
+    die "cannot create a network namespace here ($(unshare "${ns[@]}" true 2>&1 | tail -1)): the sandbox needs root, or unprivileged user namespaces (sysctl user.max_user_namespaces > 0)"
   # A process that stays in the host's namespace while we run (whoever started us waits for us):
   # tests compare the two namespaces through its /proc/PID/net.
   export SENTINEL_SWITCH_HOST_NETNS_PID=$PPID
