@@ -533,7 +533,9 @@ start_watchdog() {
   # Polls rather than waits: the owner is not our child. Stops when the cluster is downed normally.
   launch watchdog bash -c '
     owner=$1 dir=$2 script=$3
-    while kill -0 "$owner" 2>/dev/null && [ -e "$dir/etcd.pid" ]; do sleep 2; done
+    # Its sleep goes with it when `down` stops it (no orphan left behind).
+    nap=; trap "kill \$nap 2>/dev/null; exit 0" TERM
+    while kill -0 "$owner" 2>/dev/null && [ -e "$dir/etcd.pid" ]; do sleep 2 & nap=$!; wait "$nap"; done
     [ -e "$dir/etcd.pid" ] || exit 0
     echo "owner $owner exited: stopping the cluster"
     exec bash "$script" down --dir "$dir"' watchdog "$OWNER" "$DIR/" "$SS_ROOT/scripts/k8s.sh"

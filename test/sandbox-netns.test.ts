@@ -3,8 +3,8 @@
 // ExternalName Services from the API, and kube-proxy routing a ClusterIP to the Ready pod its
 // selector picks, as on a cluster. Everything here is real: kube-controller-manager writes the
 // EndpointSlices, kube-proxy the iptables rules, CoreDNS the answers.
-import { mkdtempSync, readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { Resolver } from 'node:dns/promises';
+import { readFileSync, statSync } from 'node:fs';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -20,8 +20,8 @@ import {
   testCluster,
   waitForName,
 } from './harness/k8s.ts';
+import { DNS_IP } from './harness/netns.ts';
 import { type RedisNode, type RedisSandbox, startRedisSandbox } from './harness/redis.ts';
-import { repoRoot } from './harness/switch.ts';
 
 /** Local IPv4 addresses of a network namespace, from the /proc/<pid>/net/fib_trie of a process in it. */
 function localAddresses(pid: number | 'self'): string[] {
@@ -102,7 +102,6 @@ describe('the data plane: EndpointSlices, CoreDNS and kube-proxy on real Redis p
     admin = cluster.kubeconfigPath;
     ns = await createNamespace(admin, 'dataplane');
     sb = await startRedisSandbox({
-      dir: mkdtempSync(join(repoRoot, '.sandbox', 'dataplane-')),
       replicas: 1,
       sentinels: 1,
       beforeStart: async (plan) => {
@@ -155,5 +154,60 @@ describe('the data plane: EndpointSlices, CoreDNS and kube-proxy on real Redis p
     } finally {
       kept.disconnect();
     }
+  });
+});
+
+describe('Corefiles: what a client gets from CoreDNS under each setup', () => {
+  let cluster: Cluster;
+  let admin: string;
+  let ns: string;
+  // Straight to CoreDNS, to see the TTL (the system resolver hides it).
+  const dns = new Resolver({ timeout: 1_000, tries: 2 });
+  dns.setServers([DNS_IP]);
+  const answer = async (name: string) => (await dns.resolve4(name, { ttl: true })).map((a) => `${a.address} ttl ${a.ttl}`);
+
+  beforeAll(async () => {
+    cluster = await testCluster();
+    admin = cluster.kubeconfigPath;
+    ns = await createNamespace(admin, 'corefile');
+    // Two pod names to point an ExternalName Service at (198.19.128.0/17: addresses no process
+    // uses, only DNS answers name them).
+    await createHeadlessService(admin, ns, 'redis-headless', { app: 'corefile' });
+    await createPod(admin, ns, { name: 'a', hostname: 'a', subdomain: 'redis-headless', podIP: '198.19.200.1', labels: { app: 'corefile' } });
+    await createPod(admin, ns, { name: 'b', hostname: 'b', subdomain: 'redis-headless', podIP: '198.19.200.2', labels: { app: 'corefile' } });
+    await waitForName(`a.redis-headless.${ns}.svc.cluster.local`, ['198.19.200.1'], 15_000);
+    await waitForName(`b.redis-headless.${ns}.svc.cluster.local`, ['198.19.200.2'], 15_000);
+  });
+  // Back to the default for the files that follow (one cluster per test run).
+  afterAll(async () => cluster?.setCorefile('kubeadm'));
+
+  /** Points `name` at pod a, resolves it (which fills any cache), then at pod b. */
+  async function moveTarget(name: string): Promise<void> {
+    await createExternalNameService(admin, ns, name, `a.redis-headless.${ns}.svc.cluster.local`);
+    await waitForName(`${name}.${ns}.svc.cluster.local`, ['198.19.200.1'], 15_000);
+    await answer(`${name}.${ns}.svc.cluster.local`);
+    await kubectl(admin, ['patch', 'service', name, '-n', ns, '--type=merge', '-p', JSON.stringify({ spec: { externalName: `b.redis-headless.${ns}.svc.cluster.local` } })]);
+  }
+
+  it('kubeadm (the default): TTL 30, but cluster.local is not cached, so a new target is served at once', async () => {
+    await cluster.setCorefile('kubeadm');
+    expect(await cluster.corefile()).toBe('kubeadm');
+    await moveTarget('fresh');
+    await waitForName(`fresh.${ns}.svc.cluster.local`, ['198.19.200.2'], 5_000);
+    expect(await answer(`fresh.${ns}.svc.cluster.local`)).toEqual(['198.19.200.2 ttl 30']);
+  });
+
+  it('plugin-default: TTL 5', async () => {
+    await cluster.setCorefile('plugin-default');
+    expect(await cluster.corefile()).toBe('plugin-default');
+    expect(await answer(`a.redis-headless.${ns}.svc.cluster.local`)).toEqual([expect.stringMatching(/^198\.19\.200\.1 ttl [0-5]$/)]);
+  });
+
+  it('kubeadm-legacy: TTL 30 and cached: the old target is served after the Service moved', async () => {
+    await cluster.setCorefile('kubeadm-legacy');
+    await moveTarget('stale');
+    await new Promise((r) => setTimeout(r, 1_000)); // CoreDNS's watch has long seen the PATCH
+    expect(await resolveName(`stale.${ns}.svc.cluster.local`)).toEqual(['198.19.200.1']);
+    expect(await answer(`stale.${ns}.svc.cluster.local`)).toEqual([expect.stringMatching(/^198\.19\.200\.1 ttl (2\d|30)$/)]);
   });
 });

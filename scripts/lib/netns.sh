@@ -47,6 +47,8 @@ enter_fresh() { # MODE ARGS: re-executes this script inside new namespaces
   command -v ip >/dev/null || die "ip (iproute2) is missing: run scripts/setup.sh"
   local ns=(--net --mount --propagation private)
   [ "$(id -u)" = 0 ] || ns=(--user --map-root-user "${ns[@]}")
+  unshare "${ns[@]}" true 2>/dev/null ||
+    die "cannot create a network namespace here ($(unshare "${ns[@]}" true 2>&1 | tail -1)): the sandbox needs root, or unprivileged user namespaces (sysctl user.max_user_namespaces > 0)"
   # A process that stays in the host's namespace while we run (whoever started us waits for us):
   # tests compare the two namespaces through its /proc/PID/net.
   export SENTINEL_SWITCH_HOST_NETNS_PID=$PPID
@@ -66,7 +68,9 @@ sweep() {
   alive() { local p out=(); for p in "$@"; do [ "$(stat -L -c %i "/proc/$p/ns/net" 2>/dev/null)" = "$ns" ] && out+=("$p"); done; echo "${out[@]}"; }
   local left; left=$(alive "${pids[@]}")
   [ -n "$left" ] || return 0
-  say "stopping what still runs in the sandbox namespace: pids $left"
+  local what=() p
+  for p in $left; do what+=("$p($(cat "/proc/$p/comm" 2>/dev/null))"); done
+  say "stopping what still runs in the sandbox namespace: ${what[*]}"
   kill -TERM $left 2>/dev/null || true
   for ((i = 0; i < 50; i++)); do left=$(alive $left); [ -n "$left" ] || return 0; sleep 0.1; done
   kill -KILL $left 2>/dev/null || true
@@ -156,9 +160,9 @@ case "$mode" in
     [ -d "/proc/$pid" ] || die "no process $pid"
     say "entering the sandbox namespace of pid $pid"
     if [ "$(id -u)" = 0 ]; then
-      exec nsenter -t "$pid" -n -m env SENTINEL_SWITCH_NETNS=1 SENTINEL_SWITCH_NETNS_DNS=$SS_NETNS_DNS SENTINEL_SWITCH_NETNS_PID="$pid" PATH="$PATH" bash -i
+      exec nsenter -t "$pid" -n -m --wd="$SS_ROOT" env SENTINEL_SWITCH_NETNS=1 SENTINEL_SWITCH_NETNS_DNS=$SS_NETNS_DNS SENTINEL_SWITCH_NETNS_PID="$pid" PATH="$PATH" bash -i
     fi
-    exec nsenter -t "$pid" -U --preserve-credentials -n -m env SENTINEL_SWITCH_NETNS=1 SENTINEL_SWITCH_NETNS_DNS=$SS_NETNS_DNS SENTINEL_SWITCH_NETNS_PID="$pid" PATH="$PATH" bash -i ;;
+    exec nsenter -t "$pid" -U --preserve-credentials -n -m --wd="$SS_ROOT" env SENTINEL_SWITCH_NETNS=1 SENTINEL_SWITCH_NETNS_DNS=$SS_NETNS_DNS SENTINEL_SWITCH_NETNS_PID="$pid" PATH="$PATH" bash -i ;;
   __setup)
     sub=${1:?}; shift
     setup_inside

@@ -1,5 +1,7 @@
-// vitest globalSetup: one real Kubernetes API server per test run, shared by all test files
-// (they run one at a time; each works in namespaces of its own, see createNamespace).
+// vitest globalSetup: one real Kubernetes cluster per test run, shared by all test files
+// (they run one at a time; each works in namespaces of its own, see createNamespace). Inside the
+// sandbox's network namespace (npm test enters it) with its data plane: controller-manager,
+// kube-proxy and CoreDNS (Corefile kubeadm; a test that switches it switches it back).
 //
 //   default                              start one in .sandbox/k8s-test-<pid> and stop it at the end;
 //                                        its logs stay for a post-mortem until the next run sweeps them

@@ -12,6 +12,7 @@ import { lookup } from 'node:dns/promises';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { NODE_IP } from './netns.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const SCRIPT = path.join(ROOT, 'scripts/k8s.sh');
@@ -49,11 +50,6 @@ export interface Cluster {
  */
 export type Corefile = 'kubeadm' | 'plugin-default' | 'kubeadm-legacy';
 export const COREFILES: readonly Corefile[] = ['kubeadm', 'plugin-default', 'kubeadm-legacy'];
-
-/** True when this process runs inside the sandbox's network namespace (scripts/lib/netns.sh). */
-export function insideSandboxNamespace(): boolean {
-  return process.env.SENTINEL_SWITCH_NETNS === '1';
-}
 
 /** The Node object pods are "scheduled" on (scripts/k8s.sh creates it with the data plane). */
 export const NODE_NAME = 'node-1';
@@ -329,9 +325,6 @@ export async function createPod(kubeconfig: string, namespace: string, pod: PodS
     'patch', 'pod', pod.name, '-n', namespace, '--subresource=status', '--type=merge', '-p', JSON.stringify(status),
   ]);
 }
-
-/** node-1's address (scripts/k8s.sh): the pods' hostIP. */
-const NODE_IP = '198.18.0.1';
 
 /** Sets (or, with null, removes) labels of a pod, as Bitnami's label loop does with isMaster. */
 export async function labelPod(kubeconfig: string, namespace: string, pod: string, labels: Record<string, string | null>): Promise<void> {

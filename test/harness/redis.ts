@@ -31,6 +31,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
+import { inSandboxNamespace } from './netns.ts';
 
 export interface Address { host: string; port: number; }
 
@@ -420,11 +421,6 @@ async function canBind(host: string, port: number): Promise<boolean> {
     srv.once('error', () => resolve(false));
     srv.listen({ host, port, exclusive: true }, () => srv.close(() => resolve(true)));
   });
-}
-
-/** Inside the sandbox's network namespace (scripts/lib/netns.sh sets it, with 198.18.0.0/16 on lo). */
-export function inSandboxNamespace(): boolean {
-  return process.env.SENTINEL_SWITCH_NETNS === '1';
 }
 
 /**
