@@ -167,6 +167,19 @@ describe('fencing: no acknowledged write is lost to a demoted or returning maste
     await stack.redis.waitStable(30_000);
   }
 
+  it('the event subscription survives a sentinel restart: its +switch-master arrives again', async () => {
+    const s = stack.redis.sentinels[1]!;
+    await stack.redis.stopSentinel(s);
+    await sleep(500);
+    await stack.redis.startSentinel(s);
+    await stack.redis.waitStable(30_000);
+    await sleep(2_500); // past the subscription's longest backoff (2 s)
+    const since = nowMs();
+    await plannedFailover(stack);
+    const from = logs(stack, 'sentinel event', since).map((l) => l.event as { kind: string; sentinel: string });
+    expect(from.filter((e) => e.kind === 'switch-master').map((e) => e.sentinel)).toContain(`${s.host}:${s.port}`);
+  });
+
   it.runIf(process.env.FENCE_COMPARE === '1')('for comparison: the same planned failover with fencing off', async () => {
     await stack.service!.stop();
     const set = stack.switchConfig.masterSets[0] as Record<string, unknown>;
