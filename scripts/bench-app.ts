@@ -38,7 +38,8 @@ import { parseArgs } from 'node:util';
 import { parse as parseYaml, stringify } from 'yaml';
 import { configSchema } from '../src/config.ts';
 import { type AppWriter, type ClientMode, startAppWriter, type WriteRecord } from '../test/harness/app-client.ts';
-import { COREFILES, type Corefile, type Cluster, createClusterIPService, insideSandboxNamespace, resolveName, startCluster } from '../test/harness/k8s.ts';
+import { COREFILES, type Corefile, type Cluster, createClusterIPService, resolveName, startCluster } from '../test/harness/k8s.ts';
+import { inSandboxNamespace } from '../test/harness/netns.ts';
 import type { RedisNode } from '../test/harness/redis.ts';
 import { type Stack, startStack, TARGET } from '../test/harness/stack.ts';
 import { repoRoot } from '../test/harness/switch.ts';
@@ -183,7 +184,7 @@ async function setFencing(s: Stack, f: Fencing): Promise<void> {
 
 // Inside the sandbox's network namespace (scripts/dev.sh run enters it) the cluster has CoreDNS
 // and kube-proxy: the writers resolve through the system resolver. Elsewhere: emulated.
-const inNamespace = insideSandboxNamespace();
+const inNamespace = inSandboxNamespace();
 if (values.corefile !== undefined && !COREFILES.includes(values.corefile as Corefile)) throw new Error(`--corefile must be one of ${COREFILES.join(', ')}`);
 if (values.corefile !== undefined && !inNamespace) throw new Error('--corefile needs the sandbox\'s cluster DNS: run inside its network namespace (npm run bench:app / scripts/dev.sh run)');
 let dnsMode: 'system' | 'emulated' = 'emulated';
