@@ -18,7 +18,17 @@
 // checked against the final master (MGET). lostAcked = acknowledged, absent from the final
 // master; firstNewAckMs = the first +switch-master to the first write acknowledged by the new
 // master; lostAckedBuffered (stale returns) = sent while the node was frozen, acknowledged when it
-// resumed, lost; those are not counted in lostAcked. With --json the LAST line is one JSON object.
+// resumed, lost; those are not counted in lostAcked. With --json the LAST line is one JSON object:
+//   {"writesPerSecond":R,"kinds":{"failover":{"sentinel-switch":{"n":..,"lostAcked":..,
+//    "firstNewAckMs":{"p50":..,"p99":..},...},"seed-poll-5s":{...},"bitnami-label-1s":{...}},
+//    "kill":{...},"stale-return":{...}},"corefile":"kubeadm","fencing":{...},...}
+// Fencing (when src/config.ts knows masterSets[].fencing): --fencing off|on|both (default both):
+// sentinel-switch is restarted with fencing {enabled: false|true} for each phase. "sentinel-switch"
+// is then the fenced one and "sentinel-switch-nofence" the other; the peers are judged only where
+// our fencing is off (it acts on the shared Redis and would save their clients too).
+// Name resolution: inside the sandbox's network namespace (npm run / scripts/dev.sh run enter it)
+// the system resolver -> CoreDNS (--corefile kubeadm|plugin-default|kubeadm-legacy) and kube-proxy
+// for the ClusterIP; elsewhere emulated from the objects (scripts/lib/app-view.ts).
 // Bounded: the rounds given, and --minutes for everything (a watchdog stops the run). Everything
 // started here is stopped here, by PID (also on error and on Ctrl-C).
 import { EventEmitter } from 'node:events';
@@ -28,7 +38,8 @@ import { parseArgs } from 'node:util';
 import { parse as parseYaml, stringify } from 'yaml';
 import { configSchema } from '../src/config.ts';
 import { type AppWriter, type ClientMode, startAppWriter, type WriteRecord } from '../test/harness/app-client.ts';
-import { COREFILES, type Corefile, type Cluster, createClusterIPService, insideSandboxNamespace, resolveName, startCluster } from '../test/harness/k8s.ts';
+import { COREFILES, type Corefile, type Cluster, createClusterIPService, resolveName, startCluster } from '../test/harness/k8s.ts';
+import { inSandboxNamespace } from '../test/harness/netns.ts';
 import type { RedisNode } from '../test/harness/redis.ts';
 import { type Stack, startStack, TARGET } from '../test/harness/stack.ts';
 import { repoRoot } from '../test/harness/switch.ts';
@@ -173,7 +184,7 @@ async function setFencing(s: Stack, f: Fencing): Promise<void> {
 
 // Inside the sandbox's network namespace (scripts/dev.sh run enters it) the cluster has CoreDNS
 // and kube-proxy: the writers resolve through the system resolver. Elsewhere: emulated.
-const inNamespace = insideSandboxNamespace();
+const inNamespace = inSandboxNamespace();
 if (values.corefile !== undefined && !COREFILES.includes(values.corefile as Corefile)) throw new Error(`--corefile must be one of ${COREFILES.join(', ')}`);
 if (values.corefile !== undefined && !inNamespace) throw new Error('--corefile needs the sandbox\'s cluster DNS: run inside its network namespace (npm run bench:app / scripts/dev.sh run)');
 let dnsMode: 'system' | 'emulated' = 'emulated';
@@ -332,17 +343,17 @@ async function runRound(s: Stack, i: number, kind: Kind, fencing: Fencing, windo
   // The window closes no earlier than the moment the sandbox was stable (the old master demoted),
   // so a write acknowledged by a stale master is judged in the round that caused it, and after
   // every writer's first write to the new master.
+  const judged: readonly Mechanism[] = fencing === 'off' ? MECHANISMS : ['sentinel-switch'];
   let closeAfter = stableAt;
   let firsts: (WriteRecord | undefined)[] = [];
   if (switchAt !== undefined) {
     const at = switchAt;
-    firsts = await Promise.all([...writers.values()].map((writer) => waitNewAck({ writer, switchAtMs: at, master, deadlineMs: at + NEW_ACK_BOUND_MS })));
+    firsts = await Promise.all(MECHANISMS.map((m) => (judged.includes(m) ? waitNewAck({ writer: writers.get(m)!, switchAtMs: at, master, deadlineMs: at + NEW_ACK_BOUND_MS }) : undefined)));
     for (const f of firsts) if (f) closeAfter = Math.max(closeAfter, f.sentAt + 1);
     if (process.env.BENCH_APP_DUMP) say(`    first new acks (ms after the switch): ${firsts.map((f) => (f ? `#${f.seq} sent ${(f.sentAt - at).toFixed(0)} acked ${(f.ackAt! - at).toFixed(0)}` : 'none')).join(', ')}; stable ${(stableAt - at).toFixed(0)}, now ${(now() - at).toFixed(0)}`);
   }
   await sleep(Math.max(0, closeAfter + WINDOW_LAG_MS - now()));
   const windowEnd = now() - WINDOW_LAG_MS;
-  const judged = fencing === 'off' ? MECHANISMS : (['sentinel-switch'] as const);
   for (const m of judged) {
     const v = await judgeWindow({ writer: writers.get(m)!, fromMs: windowStart, toMs: windowEnd, master, switchAtMs: switchAt, frozen });
     result.verdicts[m] = v;

@@ -74,7 +74,7 @@ describe('app view: a writer on the stable name through one SENTINEL FAILOVER', 
     const v = await judgeWindow({ writer, fromMs: windowStart, toMs: windowEnd, master, switchAtMs: first.atMs });
     const window = recordsIn(writer.records, windowStart, windowEnd);
     expect(v.sent).toBe(window.length);
-    expect(v.sent).toBeGreaterThan(500);
+    expect(v.sent).toBeGreaterThan(200); // 3 s before the failover at least, at 100 writes/s
     // Every write has an outcome: acknowledged, or an error the client saw.
     expect(window.every((r) => r.ackAt !== undefined || r.error !== undefined)).toBe(true);
     expect(v.acked + Object.values(v.errors).reduce((a, b) => a + b, 0)).toBe(v.sent);

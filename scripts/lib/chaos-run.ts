@@ -2,7 +2,8 @@
 // convergence with the independent checker, and restores a stable sandbox before the next one.
 // Used by scripts/chaos.ts (its own cluster, every fault kind) and test/chaos.test.ts (short).
 import { type AppWriter, type ClientMode, startAppWriter } from '../../test/harness/app-client.ts';
-import { type Cluster, insideSandboxNamespace } from '../../test/harness/k8s.ts';
+import type { Cluster } from '../../test/harness/k8s.ts';
+import { inSandboxNamespace } from '../../test/harness/netns.ts';
 import type { RedisNode } from '../../test/harness/redis.ts';
 import { type Stack, TARGET } from '../../test/harness/stack.ts';
 import type { SwitchConfigInput, SwitchProcess } from '../../test/harness/switch.ts';
@@ -131,7 +132,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
       mode: appOpts.mode ?? 'reconnect',
       keyPrefix: `chaos-app:${process.pid}:${Date.now()}`,
       commandTimeoutMs: APP_COMMAND_TIMEOUT_MS,
-      resolve: (appOpts.dns ?? (insideSandboxNamespace() ? 'system' : 'emulated')) === 'system' ? undefined : externalNameResolver({
+      resolve: (appOpts.dns ?? (inSandboxNamespace() ? 'system' : 'emulated')) === 'system' ? undefined : externalNameResolver({
         name, nodes: redis.nodes, dnsName: (n) => dnsNames.get(n.name)!, current: () => checker.serviceNow().externalName,
       }),
     });
