@@ -58,7 +58,8 @@ export interface AppWriter {
 
 const nowMs = (): number => performance.timeOrigin + performance.now();
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-const systemResolve = async (host: string): Promise<string> => (await lookup(host)).address;
+/** getaddrinfo, as a pod resolves: /etc/hosts, then the cluster DNS of /etc/resolv.conf. */
+export const systemResolve = async (host: string): Promise<string> => (await lookup(host)).address;
 
 export function startAppWriter(o: AppWriterOptions): AppWriter {
   const rate = o.rate ?? 100;

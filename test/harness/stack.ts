@@ -11,6 +11,9 @@ import { join } from 'node:path';
 import { parseAllDocuments, stringify } from 'yaml';
 import { type Cluster, createExternalNameService, createHeadlessService, createNamespace, createPod, kubectl, serviceAccountKubeconfig, waitForName } from './k8s.ts';
 import { type RedisNode, type RedisSandbox, startRedisSandbox } from './redis.ts';
+import { externalNameResolver } from '../../scripts/lib/app-view.ts';
+import { systemResolve } from './app-client.ts';
+import { inSandboxNamespace } from './netns.ts';
 import { resumableWatch } from './watch.ts';
 import { repoRoot, type SwitchConfigInput, type SwitchProcess, startSwitch } from './switch.ts';
 
@@ -59,9 +62,8 @@ export interface Stack {
   /** The stable name applications use: the target Service's DNS name. */
   stableName: string;
   /**
-   * Name -> address as the cluster's DNS would answer now: the stable name to the node the Service
-   * names (from the API watch), a pod's DNS name to its node. For startAppWriter's `resolve`.
-   * The one place to swap for the system resolver once the sandbox has cluster DNS.
+   * The stable name -> an address, for startAppWriter's `resolve`: the system resolver (CoreDNS)
+   * inside the sandbox's namespace; on loopback, the node the Service names now (API watch).
    */
   resolve(host: string): Promise<string>;
   /** The config sentinel-switch runs with (also for starting more replicas). */
@@ -148,13 +150,11 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
   });
 
   const stableName = `${TARGET}.${namespace}.svc.${clusterDomain}`;
-  const resolve = async (host: string): Promise<string> => {
-    const name = host.toLowerCase().replace(/\.$/, '');
-    const target = name === stableName ? [...changes].reverse().find((c) => c.type !== 'DELETED')?.externalName : name;
-    const node = redis.nodes.find((n) => dnsName(n) === target);
-    if (!node) throw Object.assign(new Error(`getaddrinfo ENOTFOUND ${host}`), { code: 'ENOTFOUND' });
-    return node.host;
-  };
+  // Inside the sandbox's namespace the name goes through CoreDNS like a pod's; on loopback it is
+  // emulated from the Service's externalName (the API watch above).
+  const resolve = inSandboxNamespace()
+    ? systemResolve
+    : externalNameResolver({ name: stableName, nodes: redis.nodes, dnsName, current: () => [...changes].reverse().find((c) => c.type !== 'DELETED')?.externalName });
 
   const processes: SwitchProcess[] = [];
   const stack: Stack = {
