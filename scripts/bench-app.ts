@@ -48,6 +48,7 @@ import {
 } from './lib/app-view.ts';
 import { percentile } from './lib/stats.ts';
 import { ObjectWatch, type Peers, peerHook, SEED_SERVICE, startPeers } from './peers/peers.ts';
+import { stopOnSignals } from './lib/signals.ts';
 
 // ------------------------------------------------------------------------------------ options
 // `dev.sh run scripts/bench-app.ts -- --kills 2` hands the `--` through (npm run strips it).
@@ -136,13 +137,10 @@ function cleanup(): Promise<void> {
   return cleaning;
 }
 let interrupted = false;
-for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(sig, () => {
-    interrupted = true;
-    say(`\n${sig}: stopping everything the bench started`);
-    void cleanup().finally(() => process.exit(sig === 'SIGINT' ? 130 : 143));
-  });
-}
+stopOnSignals(() => {
+  interrupted = true;
+  return cleanup();
+});
 const watchdog = setTimeout(() => {
   interrupted = true;
   say(`\ntime budget of ${minutes} min exhausted: stopping everything`);

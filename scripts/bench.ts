@@ -18,6 +18,7 @@ import { type Stack, startStack, TARGET } from '../test/harness/stack.ts';
 import { repoRoot } from '../test/harness/switch.ts';
 import { percentile } from './lib/stats.ts';
 import { ObjectWatch, PEER_RBAC, type Peers, peerHook, SEED_SERVICE, startPeers } from './peers/peers.ts';
+import { stopOnSignals } from './lib/signals.ts';
 
 // `dev.sh run scripts/bench.ts -- --failovers 2` hands the `--` through (npm run strips it).
 const argv = process.argv.slice(2);
@@ -64,13 +65,10 @@ function cleanup(): Promise<void> {
   return cleaning;
 }
 let interrupted = false;
-for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(sig, () => {
-    interrupted = true;
-    say(`\n${sig}: stopping everything the bench started`);
-    void cleanup().finally(() => process.exit(sig === 'SIGINT' ? 130 : 143));
-  });
-}
+stopOnSignals(() => {
+  interrupted = true;
+  return cleanup();
+});
 
 const rows: Row[] = [];
 const short = (node: { name: string } | undefined): string => node?.name ?? '?';
