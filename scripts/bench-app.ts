@@ -32,7 +32,7 @@
 // Bounded: the rounds given, and --minutes for everything (a watchdog stops the run). Everything
 // started here is stopped here, by PID (also on error and on Ctrl-C).
 import { EventEmitter } from 'node:events';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parse as parseYaml, stringify } from 'yaml';
@@ -47,7 +47,7 @@ import {
   addErrors, externalNameResolver, judgeWindow, type Resolve, selectorResolver, stableName, waitNewAck, type WindowVerdict,
 } from './lib/app-view.ts';
 import { percentile } from './lib/stats.ts';
-import { ObjectWatch, type Peers, peerHook, SEED_SERVICE, startPeers } from './peers/peers.ts';
+import { ObjectWatch, type Peers, peerHook, SEED_SERVICE, startPeers, stopBenchSandbox } from './peers/peers.ts';
 import { stopOnSignals } from './lib/signals.ts';
 
 // ------------------------------------------------------------------------------------ options
@@ -128,11 +128,7 @@ let cleaning: Promise<void> | undefined;
 function cleanup(): Promise<void> {
   cleaning ??= (async () => {
     await Promise.allSettled([...writers.values()].map((w) => w.stop()));
-    await peers?.stop().catch((e: unknown) => say(`  stopping the peers: ${String(e)}`));
-    watch?.stop();
-    await stack?.stop().catch((e: unknown) => say(`  stopping the stack: ${String(e)}`));
-    await cluster?.stop().catch((e: unknown) => say(`  stopping the API server: ${String(e)}`));
-    rmSync(join(dir, 'k8s', 'etcd-data'), { recursive: true, force: true });
+    await stopBenchSandbox({ peers, watch, stack, cluster, dir, say });
   })();
   return cleaning;
 }

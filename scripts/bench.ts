@@ -9,7 +9,7 @@
 // MODIFIED watch events on each mechanism's objects. With --json the last line is one JSON object.
 // Everything started here is stopped here (also on error and on Ctrl-C); the peer loops also stop
 // by themselves once this process is gone or after a maximum runtime.
-import { mkdirSync, rmSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type Cluster, startCluster } from '../test/harness/k8s.ts';
@@ -17,7 +17,7 @@ import type { RedisNode } from '../test/harness/redis.ts';
 import { type Stack, startStack, TARGET } from '../test/harness/stack.ts';
 import { repoRoot } from '../test/harness/switch.ts';
 import { percentile } from './lib/stats.ts';
-import { ObjectWatch, PEER_RBAC, type Peers, peerHook, SEED_SERVICE, startPeers } from './peers/peers.ts';
+import { ObjectWatch, PEER_RBAC, type Peers, peerHook, SEED_SERVICE, startPeers, stopBenchSandbox } from './peers/peers.ts';
 import { stopOnSignals } from './lib/signals.ts';
 
 // `dev.sh run scripts/bench.ts -- --failovers 2` hands the `--` through (npm run strips it).
@@ -56,11 +56,7 @@ let peers: Peers | undefined;
 let cleaning: Promise<void> | undefined;
 function cleanup(): Promise<void> {
   cleaning ??= (async () => {
-    await peers?.stop().catch((e: unknown) => say(`  stopping the peers: ${String(e)}`));
-    watch?.stop();
-    await stack?.stop().catch((e: unknown) => say(`  stopping the stack: ${String(e)}`));
-    await cluster?.stop().catch((e: unknown) => say(`  stopping the API server: ${String(e)}`));
-    rmSync(join(dir, 'k8s', 'etcd-data'), { recursive: true, force: true });
+    await stopBenchSandbox({ peers, watch, stack, cluster, dir, say });
   })();
   return cleaning;
 }

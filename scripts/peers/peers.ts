@@ -9,7 +9,7 @@
 // arrival in this process: the only clock the bench trusts for "the object shows the new master".
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomInt } from 'node:crypto';
-import { mkdirSync, openSync, closeSync, readFileSync } from 'node:fs';
+import { mkdirSync, openSync, closeSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Cluster, createExternalNameService, createServiceAccount, kubectl, serviceAccountKubeconfig } from '../../test/harness/k8s.ts';
 import type { Stack } from '../../test/harness/stack.ts';
@@ -259,4 +259,17 @@ export class ObjectWatch {
     for (const h of this.handles) h.stop();
     for (const wake of this.waiters) wake();
   }
+}
+
+/**
+ * The benchmarks' teardown, in dependency order: the peers' loops, the object watch, the stack
+ * (sentinel-switch, Redis, Sentinel), the cluster, and etcd's preallocated WAL. A failing step is
+ * told and the rest still run.
+ */
+export async function stopBenchSandbox(o: { peers?: Peers; watch?: ObjectWatch; stack?: Stack; cluster?: Cluster; dir: string; say: (s: string) => void }): Promise<void> {
+  await o.peers?.stop().catch((e: unknown) => o.say(`  stopping the peers: ${String(e)}`));
+  o.watch?.stop();
+  await o.stack?.stop().catch((e: unknown) => o.say(`  stopping the stack: ${String(e)}`));
+  await o.cluster?.stop().catch((e: unknown) => o.say(`  stopping the API server: ${String(e)}`));
+  rmSync(join(o.dir, 'k8s', 'etcd-data'), { recursive: true, force: true });
 }
