@@ -86,7 +86,7 @@ export async function createService(config: Config, opts: ServiceOptions = {}): 
     if (closing) reply.header('connection', 'close');
     return payload;
   });
-  await app.register(healthRoutes, { config, kube, sentinels, metrics });
+  await app.register(healthRoutes, { config, reconciler, sentinels, metrics });
   await app.register(v1Routes, { reconciler });
   if (opts.timer !== false) app.addHook('onReady', async () => reconciler.startTimer());
   // Sentinel's pub/sub: +switch-master runs the same verified reconcile as the hook (both share

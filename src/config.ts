@@ -71,8 +71,10 @@ const masterSet = z.strictObject({
   sentinelAuth: redisAuth.default({}),
   redisAuth: redisAuth.default({}),
   tls: tls.default({ enabled: false, insecureSkipVerify: false }),
-  /** The ExternalName Service that must name the master. */
+  /** The Service that must name the master (src/target/ has one file per kind). */
   target: z.strictObject({
+    /** externalName: an ExternalName Service whose externalName is the master's DNS name. */
+    kind: z.enum(['externalName']).default('externalName'),
     namespace: z.string().regex(dns1123Label, 'must be a DNS-1123 label'),
     name: z.string().regex(dns1123Label, 'must be a DNS-1123 label'),
   }),

@@ -5,11 +5,12 @@
 // set's Fencer, off the hot path.
 import type { Logger } from 'pino';
 import type { Config, MasterSetConfig } from './config.ts';
-import { type Address, addressKey, classifyHost, confirms, planService, podDnsName, tally, verify, type Vote } from './decide/index.ts';
+import { type Address, addressKey, confirms, tally, verify, type Vote } from './decide/index.ts';
 import { Fencer } from './fence/index.ts';
 import { annotations, type Kube, KubeError, serviceId } from './kube/index.ts';
 import type { Metrics } from './metrics.ts';
 import { type SentinelClient, splitHostPort } from './sentinel/index.ts';
+import { makeTarget, type Target, TargetError, type TargetState } from './target/index.ts';
 
 export type Reason = 'hook' | 'event' | 'manual' | 'timer' | 'follow-up';
 
@@ -60,6 +61,7 @@ export class Reconciler {
   /** The target Service's uid, from the last read: Events need it to show on `kubectl describe`. */
   readonly #serviceUids = new Map<string, string | undefined>();
   readonly #fencers = new Map<string, Fencer>();
+  readonly #targets = new Map<string, Target>();
   /** What a run saw beyond its Outcome, for the fence: every master named, the master recorded on the Service. */
   readonly #seen = new WeakMap<Outcome, { named: Address[]; previousMaster?: Address }>();
   #timer: NodeJS.Timeout | undefined;
@@ -73,6 +75,7 @@ export class Reconciler {
     this.#log = deps.log;
     this.#metrics = deps.metrics;
     for (const set of deps.config.masterSets) {
+      this.#targets.set(set.name, makeTarget(set, deps.kube, deps.config));
       this.#fencers.set(
         set.name,
         new Fencer({
@@ -87,6 +90,11 @@ export class Reconciler {
         }),
       );
     }
+  }
+
+  /** The master set's Target (the Service, or whatever its kind writes). */
+  target(masterSet: string): Target | undefined {
+    return this.#targets.get(masterSet);
   }
 
   /** The master set's Fencer (the event subscription feeds it). */
@@ -208,8 +216,8 @@ export class Reconciler {
 
   /** One read-ask-decide-apply pass; undefined when the patch met a 409 and `mayRetry` is set. */
   async #once(set: MasterSetConfig, reason: Reason, mayRetry: boolean): Promise<Outcome | undefined> {
-    const ref = set.target;
-    const base = { masterSet: set.name, reason, service: serviceId(ref), changed: false, durationMs: 0 };
+    const target = this.#targets.get(set.name)!;
+    const base = { masterSet: set.name, reason, service: serviceId(target.service), changed: false, durationMs: 0 };
     const client = this.#sentinels.get(set.name)!;
     const t0 = performance.now();
     const timingsMs: Record<string, number> = {};
@@ -218,9 +226,9 @@ export class Reconciler {
     // patch: any write after this read (another replica's) makes ours fail with 409, and any
     // write before it is older than the answer we are about to get. Reading in parallel with the
     // sentinels would let a newer write hide behind an older answer (found by the chaos run).
-    let state: Awaited<ReturnType<Kube['getService']>>;
+    let state: TargetState;
     try {
-      state = await this.#kube.getService(ref);
+      state = await target.read();
     } catch (err) {
       if (!(err instanceof KubeError)) throw err;
       return { ...base, votes: [], result: 'failed', retryable: err.kind === 'unavailable', why: err.message, timingsMs };
@@ -232,10 +240,10 @@ export class Reconciler {
     const t = tally(votes, set.quorum);
     if (!t.ok) return { ...base, votes: shownVotes, result: 'unverified', retryable: true, why: t.why, timingsMs };
     // ROLE and the name of the candidate are independent too; the name is only used if ROLE says master.
-    const [role, target] = await Promise.all([
+    const [role, want] = await Promise.all([
       client.askRole(t.master).finally(() => lap('role')),
-      this.#targetFor(set, t.master).then(
-        (name) => ({ name }),
+      target.desired(t.master).then(
+        (desired) => ({ desired }),
         (error: unknown) => ({ error }),
       ).finally(() => lap('target')),
     ]);
@@ -250,21 +258,15 @@ export class Reconciler {
     };
     const done = (o: Outcome): Outcome => (this.#seen.set(o, forFence), o);
     try {
-      if ('error' in target) throw target.error;
+      if ('error' in want) throw want.error;
       if (state.exists) this.#serviceUids.set(set.name, state.uid);
-      const plan = planService(state, target.name, base.service);
+      const plan = target.plan(state, want.desired);
+      const value = want.desired.value;
       if (plan.action === 'refuse') return done({ ...seen, master, result: 'failed', retryable: false, why: plan.why });
-      if (plan.action === 'none') return done({ ...seen, master, target: target.name, result: 'unchanged', retryable: false });
-      await this.#kube.patchService(ref, {
-        target: target.name,
-        resourceVersion: plan.resourceVersion,
-        previousTarget: plan.previousTarget,
-        reason,
-        master: addressKey(master),
-        at: new Date(),
-      });
+      if (plan.action === 'none') return done({ ...seen, master, target: value, result: 'unchanged', retryable: false });
+      await target.write(state, want.desired, plan, { reason, master: addressKey(master), at: new Date() });
       lap('patch');
-      return done({ ...seen, master, target: target.name, previousTarget: plan.previousTarget, changed: true, result: 'switched', retryable: false });
+      return done({ ...seen, master, target: value, previousTarget: plan.previousTarget, changed: true, result: 'switched', retryable: false });
     } catch (err) {
       if (err instanceof KubeError) {
         if (err.kind === 'conflict' && mayRetry) return undefined;
@@ -273,23 +275,6 @@ export class Reconciler {
       if (err instanceof TargetError) return done({ ...seen, master, result: 'failed', retryable: false, why: err.message });
       throw err;
     }
-  }
-
-  /** The externalName for a master: a DNS name as is; an IP through its pod's DNS name, never the IP itself. */
-  async #targetFor(set: MasterSetConfig, master: Address): Promise<string> {
-    const host = classifyHost(master.host);
-    if (host.kind === 'hostname') return host.name;
-    if (host.kind === 'invalid') throw new TargetError(`Sentinel majority named ${host.why}`);
-    const namespace = set.podNamespace ?? set.target.namespace;
-    const pod = await this.#kube.findPodByIp(namespace, host.ip);
-    if (!pod) {
-      throw new TargetError(
-        `Sentinel announces IP ${host.ip} and no pod in namespace ${namespace} has it; an IP is never written to externalName (CoreDNS answers nothing for it): set podNamespace, or make Sentinel announce hostnames (Bitnami: useHostnames: true)`,
-      );
-    }
-    const name = podDnsName(pod, set.clusterDomain ?? this.#config.kubernetes.clusterDomain);
-    if (!name) throw new TargetError(`pod ${namespace}/${pod.name} has IP ${host.ip} but no spec.hostname/spec.subdomain, so it has no DNS name; run Redis as a StatefulSet with a headless Service`);
-    return name;
   }
 
   #record(set: MasterSetConfig, o: Outcome, log: Logger): void {
@@ -353,8 +338,6 @@ export class Reconciler {
     void p.finally(() => this.#background.delete(p)).catch(() => undefined);
   }
 }
-
-class TargetError extends Error {}
 
 function showVote(v: Vote): { sentinel: string; master?: string; error?: string } {
   return 'master' in v ? { sentinel: v.sentinel, master: addressKey(v.master) } : { sentinel: v.sentinel, error: v.error };

@@ -5,8 +5,9 @@
 import type { FastifyInstance } from 'fastify';
 import type { Config } from '../config.ts';
 import { tally } from '../decide/index.ts';
-import { type Kube, KubeError, serviceId } from '../kube/index.ts';
+import { type KubeError, serviceId } from '../kube/index.ts';
 import type { Metrics } from '../metrics.ts';
+import type { Reconciler } from '../reconcile.ts';
 import type { SentinelClient } from '../sentinel/index.ts';
 
 interface Check {
@@ -17,7 +18,7 @@ interface Check {
 
 export async function healthRoutes(
   app: FastifyInstance,
-  opts: { config: Config; kube: Kube; sentinels: Map<string, SentinelClient>; metrics: Metrics; cacheMs?: number },
+  opts: { config: Config; reconciler: Reconciler; sentinels: Map<string, SentinelClient>; metrics: Metrics; cacheMs?: number },
 ): Promise<void> {
   const cacheMs = opts.cacheMs ?? 1_000;
   let cached: { at: number; checks: Promise<Check[]> } | undefined;
@@ -36,11 +37,12 @@ export async function healthRoutes(
   });
 }
 
-async function readiness(opts: { config: Config; kube: Kube; sentinels: Map<string, SentinelClient> }): Promise<Check[]> {
+async function readiness(opts: { config: Config; reconciler: Reconciler; sentinels: Map<string, SentinelClient> }): Promise<Check[]> {
   const checks: Check[] = [{ name: 'config', ok: true, detail: `${opts.config.masterSets.length} master set(s) loaded` }];
   const perSet = opts.config.masterSets.map(async (set): Promise<Check[]> => {
-    const service = serviceId(set.target);
-    const kubeCheck = opts.kube.getService(set.target).then(
+    const target = opts.reconciler.target(set.name)!;
+    const service = serviceId(target.service);
+    const kubeCheck = target.read().then(
       (s) => ({ name: `kubernetes:${service}`, ok: true, detail: s.exists ? 'API answers; Service found' : 'API answers; Service not found yet' }),
       (e: KubeError) => ({ name: `kubernetes:${service}`, ok: false, detail: e.message }),
     );
