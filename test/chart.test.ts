@@ -3,70 +3,27 @@
 // (src/config.ts), the hook (scripts/client-reconfig.sh), each other, and a real API server
 // (server-side dry runs, a real install/upgrade, RBAC answers from the authorizer).
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, lstatSync, readFileSync, realpathSync, rmSync, writeFileSync, mkdirSync, existsSync } from 'node:fs';
+import { mkdtempSync, lstatSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync, mkdirSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parse as parseYaml, parseAllDocuments } from 'yaml';
-import { parseConfig } from '../src/config.ts';
-import { createNamespace, kubectl, runK8sTool, testCluster } from './harness/k8s.ts';
+import { parse as parseYaml } from 'yaml';
+import { createNamespace, kubectl, testCluster } from './harness/k8s.ts';
 import type { Cluster, RunResult } from './harness/k8s.ts';
+import {
+  CHART, EXAMPLES, HOOK, RELEASE, ROOT, Helm, all, dryRunServer, find, hookEnvNames, mountOf, objects, podSpec, readValues, renderedConfig,
+} from './harness/chart.ts';
+import type { Container, K8sObject, RenderOptions, Rule, Volume } from './harness/chart.ts';
 
-const ROOT = path.resolve(import.meta.dirname, '..');
-const CHART = path.join(ROOT, 'deploy/helm/sentinel-switch');
-const EXAMPLES = path.join(ROOT, 'deploy/examples');
-const HOOK = path.join(ROOT, 'scripts/client-reconfig.sh');
 const ALL_VALUES = path.join(ROOT, 'test/fixtures/chart-values-all.yaml');
 const SERVICEMONITOR_CRD = path.join(ROOT, 'test/fixtures/servicemonitor-crd.yaml');
-/** The release name the examples are written for. */
-const RELEASE = 'sentinel-switch';
 
 // ------------------------------------------------------------------ helpers
 
-interface K8sObject {
-  apiVersion: string;
-  kind: string;
-  metadata: { name: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string> };
-  [key: string]: unknown;
-}
-interface Rule { apiGroups?: string[]; resources?: string[]; resourceNames?: string[]; verbs: string[] }
-
-/** Runs helm with its own homes (no state outside the test folder); stderr carries its notices. */
-async function helm(args: string[], check = true): Promise<RunResult> {
-  const env = { HELM_CACHE_HOME: helmHome('cache'), HELM_CONFIG_HOME: helmHome('config'), HELM_DATA_HOME: helmHome('data') };
-  return runK8sTool('helm', args, { check, env, timeoutMs: 120_000 });
-}
-
 let work: string;
-const helmHome = (sub: string): string => path.join(work, 'helm-home', sub);
-
-function objects(yamlText: string): K8sObject[] {
-  return parseAllDocuments(yamlText)
-    .map((d) => d.toJS() as K8sObject | null)
-    .filter((o): o is K8sObject => o !== null && typeof o === 'object');
-}
-
-async function render(options: { namespace?: string; values?: string[]; set?: string[]; release?: string; chart?: string } = {}): Promise<K8sObject[]> {
-  const args = ['template', options.release ?? RELEASE, options.chart ?? CHART, '--namespace', options.namespace ?? 'redis'];
-  for (const v of options.values ?? []) args.push('--values', v);
-  for (const s of options.set ?? []) args.push('--set', s);
-  return objects((await helm(args)).stdout);
-}
-
-function find(objs: K8sObject[], kind: string, name?: string, namespace?: string): K8sObject {
-  const hits = objs.filter((o) => o.kind === kind && (name === undefined || o.metadata.name === name) && (namespace === undefined || o.metadata.namespace === namespace));
-  if (hits.length !== 1) throw new Error(`expected one ${kind}${name ? ` ${name}` : ''}${namespace ? ` in ${namespace}` : ''}, found ${hits.length}: ${objs.map((o) => `${o.kind}/${o.metadata.namespace}/${o.metadata.name}`).join(', ')}`);
-  return hits[0]!;
-}
-
-const all = (objs: K8sObject[], kind: string): K8sObject[] => objs.filter((o) => o.kind === kind);
-
-function renderedConfig(objs: K8sObject[]) {
-  const cm = objs.find((o) => o.kind === 'ConfigMap' && o.metadata.name.endsWith('-config'));
-  if (!cm) throw new Error('no config ConfigMap rendered');
-  const text = (cm.data as Record<string, string>)['config.yaml']!;
-  return { raw: parseYaml(text) as Record<string, unknown>, config: parseConfig(parseYaml(text), `${cm.metadata.name}/config.yaml`) };
-}
+let helmTool: Helm;
+const helm = (args: string[], check = true): Promise<RunResult> => helmTool.run(args, check);
+const render = (options: RenderOptions = {}): Promise<K8sObject[]> => helmTool.render(options);
 
 /** Rules in a canonical form: sorted lists, rules sorted, so equal grants compare equal. */
 function canonicalRules(rules: Rule[]): Rule[] {
@@ -80,19 +37,6 @@ function canonicalRules(rules: Rule[]): Rule[] {
     .sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b)));
 }
 
-type Container = { name: string; env?: { name: string; value?: string; valueFrom?: { secretKeyRef?: { name: string; key: string } } }[]; ports?: { name: string; containerPort: number }[]; volumeMounts?: { name: string; mountPath: string }[] };
-type Volume = { name: string; configMap?: { name: string; defaultMode?: number }; secret?: { secretName: string; defaultMode?: number; items?: { key: string; path: string }[] } };
-function podSpec(deploy: K8sObject) {
-  return (deploy.spec as { template: { spec: { containers: Container[]; volumes: Volume[]; [k: string]: unknown } } }).template.spec;
-}
-
-/** Every manifest through the real API server's validation and admission, without persisting. */
-async function dryRunServer(kubeconfig: string, objs: K8sObject[]): Promise<string> {
-  const text = objs.map((o) => JSON.stringify(o)).join('\n---\n');
-  const { stdout } = await kubectl(kubeconfig, ['apply', '--dry-run=server', '-f', '-'], text);
-  return stdout;
-}
-
 // ------------------------------------------------------------------ setup
 
 let cluster: Cluster;
@@ -100,7 +44,7 @@ let admin: string;
 
 beforeAll(async () => {
   work = mkdtempSync(path.join(tmpdir(), 'sentinel-switch-chart-'));
-  for (const sub of ['cache', 'config', 'data']) mkdirSync(helmHome(sub), { recursive: true });
+  helmTool = new Helm(work);
   cluster = await testCluster();
   admin = cluster.kubeconfigPath;
 });
@@ -234,12 +178,6 @@ describe('the rendered config', () => {
     expect(stderr).toMatch(/redis-master is used by two master sets/);
   });
 });
-
-function mountOf(c: Container, volume: string): string {
-  const m = c.volumeMounts?.find((v) => v.name === volume);
-  if (!m) throw new Error(`container ${c.name} does not mount ${volume}`);
-  return m.mountPath;
-}
 
 describe('RBAC: least privilege, the same as deploy/rbac.yaml', () => {
   const rbacFile = objects(readFileSync(path.join(ROOT, 'deploy/rbac.yaml'), 'utf8'));
@@ -451,17 +389,6 @@ interface BitnamiValues {
   };
 }
 
-/**
- * YAML 1.1, as Helm and Kubernetes read it: `defaultMode: 0755` is octal there (493), while a
- * YAML 1.2 reader would take it for decimal 755, an invalid mode.
- */
-const readValues = <T>(file: string): T => parseYaml(readFileSync(file, 'utf8'), { version: '1.1' }) as T;
-
-/** The names of the variables the hook reads, from the script itself. */
-function hookEnvNames(): Set<string> {
-  return new Set(readFileSync(HOOK, 'utf8').match(/\bSENTINEL_SWITCH_[A-Z_]+\b/g) ?? []);
-}
-
 /** Renders `tpl (toYaml list) .` like Bitnami's common.tplvalues.render does for extraEnvVars. */
 async function bitnamiTpl(values: string, namespace: string): Promise<{ name: string; value: string }[]> {
   const chart = path.join(work, 'tpl-chart');
@@ -659,7 +586,9 @@ describe('deploy/examples: bitnami/redis wired to what the chart and the hook ex
 
 describe('no registry hosts in the deploy files', () => {
   it('image names carry no registry host; chart repositories come from the environment', () => {
-    const files = ['Dockerfile', 'deploy/helm/sentinel-switch/values.yaml', 'deploy/examples/bitnami-redis-values.yaml', 'deploy/examples/helmfile.yaml.gotmpl', 'deploy/examples/sentinel-switch-values.yaml', 'test/fixtures/chart-values-all.yaml'];
+    const examples = readdirSync(EXAMPLES, { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).map((e) => path.relative(ROOT, path.join(e.parentPath, e.name)));
+    expect(examples.length).toBeGreaterThan(5);
+    const files = ['Dockerfile', 'deploy/helm/sentinel-switch/values.yaml', ...examples, 'test/fixtures/chart-values-all.yaml'];
     for (const f of files) {
       const text = readFileSync(path.join(ROOT, f), 'utf8');
       expect(text, f).not.toMatch(/docker\.io|ghcr\.io|quay\.io|gcr\.io|registry-1\.|registry\.k8s\.io|charts\.bitnami\.com|public\.ecr\.aws/);

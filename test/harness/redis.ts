@@ -393,7 +393,7 @@ function client(host: string, port: number, password: string | undefined): Redis
 }
 
 /** Runs one command on a fresh connection, closed afterwards whatever happens. */
-async function command(host: string, port: number, password: string | undefined, args: [string, ...(string | number)[]]): Promise<unknown> {
+export async function command(host: string, port: number, password: string | undefined, args: [string, ...(string | number)[]]): Promise<unknown> {
   const c = client(host, port, password);
   try {
     await c.connect();
@@ -404,7 +404,7 @@ async function command(host: string, port: number, password: string | undefined,
 }
 
 /** ['k1','v1','k2','v2'] -> { k1: 'v1', k2: 'v2' } (the shape of SENTINEL MASTER/REPLICAS). */
-function pairs(reply: unknown): Record<string, string> {
+export function pairs(reply: unknown): Record<string, string> {
   const out: Record<string, string> = {};
   if (!Array.isArray(reply)) return out;
   for (let i = 0; i + 1 < reply.length; i += 2) out[String(reply[i])] = String(reply[i + 1]);
