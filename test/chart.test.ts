@@ -123,7 +123,7 @@ describe('the rendered config', () => {
     const set = config.masterSets[0]!;
     expect(set.name).toBe('mymaster');
     expect(set.sentinels).toEqual(['redis-headless.redis.svc.cluster.local:26379']);
-    expect(set.target).toEqual({ namespace: 'redis', name: 'redis-master' });
+    expect(set.target).toEqual({ kind: 'externalName', namespace: 'redis', name: 'redis-master' });
     expect(set.sentinelAuth.password).toEqual({ env: 'REDIS_PASSWORD' });
     expect(set.redisAuth.password).toEqual({ env: 'REDIS_PASSWORD' });
     expect(set.podNamespace).toBeUndefined();

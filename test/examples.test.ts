@@ -251,7 +251,7 @@ describe('deploy/examples: redis-ha wired to what the chart and the hook expect'
     expect(set!.sentinels).toEqual([...Array(ha.replicas).keys()].map((i) => `redis-ha-announce-${i}.${NS}.svc.cluster.local:26379`));
     // The first target is pod 0, which redis-ha's init script makes the first master.
     expect((find(objs, 'Service', 'redis-ha-master').spec as { externalName: string }).externalName).toBe(`redis-ha-announce-0.${NS}.svc.cluster.local`);
-    expect(set!.target).toEqual({ namespace: NS, name: 'redis-ha-master' });
+    expect(set!.target).toEqual({ kind: 'externalName', namespace: NS, name: 'redis-ha-master' });
     expect(ha.auth).toBe(true);
     expect(redisPasswordRef(objs)).toEqual({ name: ha.existingSecret, key: ha.authKey });
     expect(set!.redisAuth.password).toEqual({ env: 'REDIS_PASSWORD' });

@@ -77,6 +77,15 @@ export function classifyHost(host: string): HostKind {
   return { kind: 'hostname', name };
 }
 
+/**
+ * A name that ends in `.svc` (redis-ha announces `<svc>.<ns>.svc`) completed with the cluster
+ * domain. A pod's resolver finds such a name through its search path, but an ExternalName is a
+ * CNAME that CoreDNS resolves as an absolute name, so the short form never resolves there.
+ */
+export function qualifyServiceName(name: string, clusterDomain: string): string {
+  return /\.svc$/.test(name) ? `${name}.${normalizeHost(clusterDomain)}` : name;
+}
+
 /** The DNS name of a pod that has spec.hostname and spec.subdomain (every StatefulSet pod). */
 export function podDnsName(pod: { hostname?: string; subdomain?: string; namespace: string }, clusterDomain: string): string | undefined {
   if (!pod.hostname || !pod.subdomain) return undefined;

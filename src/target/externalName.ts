@@ -2,7 +2,7 @@
 // master's DNS name. An IP from Sentinel is mapped to its pod's stable DNS name (CoreDNS answers
 // nothing for an IP in externalName), never written as is.
 import type { MasterSetConfig } from '../config.ts';
-import { type Address, classifyHost, planService, type Plan, podDnsName, type ServiceState } from '../decide/index.ts';
+import { type Address, classifyHost, planService, type Plan, podDnsName, qualifyServiceName, type ServiceState } from '../decide/index.ts';
 import type { Kube, ServiceRef } from '../kube/index.ts';
 import { type Desired, type SwitchRecord, type Target, TargetError, type TargetState } from './target.ts';
 
@@ -26,10 +26,10 @@ export class ExternalNameTarget implements Target<State> {
     return this.#kube.getService(this.service);
   }
 
-  /** A DNS name as is; an IP through its pod's DNS name, never the IP itself. */
+  /** A DNS name as is (a `.svc` name completed with the cluster domain); an IP through its pod's DNS name, never the IP itself. */
   async desired(master: Address): Promise<Desired> {
     const host = classifyHost(master.host);
-    if (host.kind === 'hostname') return { value: host.name };
+    if (host.kind === 'hostname') return { value: qualifyServiceName(host.name, this.#clusterDomain) };
     if (host.kind === 'invalid') throw new TargetError(`Sentinel majority named ${host.why}`);
     const namespace = this.#set.podNamespace ?? this.service.namespace;
     const pod = await this.#kube.findPodByIp(namespace, host.ip);

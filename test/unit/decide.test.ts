@@ -1,6 +1,6 @@
 // Pure decision logic: no I/O, every branch of "what may be written".
 import { describe, expect, it } from 'vitest';
-import { classifyHost, confirms, planService, podDnsName, tally, verify, type Vote } from '../../src/decide/index.ts';
+import { classifyHost, confirms, planService, podDnsName, qualifyServiceName, tally, verify, type Vote } from '../../src/decide/index.ts';
 
 const a = { host: 'redis-node-0.redis-headless.ns.svc.cluster.local', port: 6379 };
 const b = { host: 'redis-node-1.redis-headless.ns.svc.cluster.local', port: 6379 };
@@ -98,5 +98,15 @@ describe('confirms: an event is a trigger, compared with the verified master', (
   it('other address or nothing verified', () => {
     expect(confirms(b, a)).toBe(false);
     expect(confirms(b, undefined)).toBe(false);
+  });
+});
+
+describe('qualifyServiceName: an ExternalName needs the absolute name', () => {
+  it('completes <svc>.<ns>.svc (redis-ha announces it) with the cluster domain', () =>
+    expect(qualifyServiceName('redis-ha-announce-0.redis.svc', 'cluster.local')).toBe('redis-ha-announce-0.redis.svc.cluster.local'));
+  it('a trailing dot on the domain is dropped', () => expect(qualifyServiceName('a.b.svc', 'example.org.')).toBe('a.b.svc.example.org'));
+  it('leaves full names and other names as they are', () => {
+    expect(qualifyServiceName('redis-node-0.redis-headless.redis.svc.cluster.local', 'cluster.local')).toBe('redis-node-0.redis-headless.redis.svc.cluster.local');
+    expect(qualifyServiceName('redis.example.com', 'cluster.local')).toBe('redis.example.com');
   });
 });
