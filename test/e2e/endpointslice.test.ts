@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { waitNewAck } from '../../scripts/lib/app-view.ts';
 import { type AppWriter, startAppWriter } from '../harness/app-client.ts';
-import { kubectl, resolveName, testCluster } from '../harness/k8s.ts';
+import { createNamespace, createPod, kubectl, resolveName, testCluster } from '../harness/k8s.ts';
 import { type Stack, type StackOptions, startStack, TARGET } from '../harness/stack.ts';
 import { repoRoot } from '../harness/switch.ts';
 
@@ -111,9 +111,16 @@ describe('target.kind endpointSlice: the slice follows the verified master, once
     expect((await stack.readEndpointSlice()).addresses).toEqual([master.host]);
   });
 
-  it('an address no live pod has is never written: the reason names the namespace and the fix', async () => {
-    // The pods are looked up in another namespace, where none has the master's IP.
-    const other = await (await import('../harness/k8s.ts')).createNamespace(stack.adminKubeconfig, 'es-nopods');
+  it('an address no live pod has is never written: the reason names the namespace, the finished pod and the fix', async () => {
+    // The pods are looked up in another namespace, where only a FINISHED pod has the master's IP.
+    const admin = stack.adminKubeconfig;
+    const master = await stack.redis.masterByMajority();
+    const other = await createNamespace(admin, 'es-nopods');
+    await createPod(admin, other, { name: 'old-redis', podIP: master.host });
+    await kubectl(admin, ['patch', 'pod', 'old-redis', '-n', other, '--subresource=status', '--type=merge', '-p', JSON.stringify({ status: { phase: 'Succeeded' } })]);
+    await kubectl(admin, ['create', 'role', 'pods-list', '--verb=list', '--resource=pods', '-n', other]);
+    await kubectl(admin, ['create', 'rolebinding', 'pods-list', '--role=pods-list', `--serviceaccount=${stack.namespace}:sentinel-switch`, '-n', other]);
+    const before = (await stack.readEndpointSlice()).resourceVersion;
     const p = await stack.startService('sentinel-switch-wrong-ns', {
       masterSets: [{ ...(stack.switchConfig.masterSets[0] as Record<string, unknown>), podNamespace: other }],
       reconcileIntervalSeconds: 600,
@@ -122,7 +129,8 @@ describe('target.kind endpointSlice: the slice follows the verified master, once
       const res = await fetch(`${p.url}/v1/reconcile`, { method: 'POST', headers: { authorization: `Bearer ${stack.token}`, 'content-type': 'application/json' }, body: '{}' });
       const body = (await res.json()) as { outcomes: { result: string; why: string }[] };
       expect(body.outcomes[0]).toMatchObject({ result: 'failed' });
-      expect(body.outcomes[0]!.why).toMatch(new RegExp(`no live pod in namespace ${other} has IP .*set podNamespace`));
+      expect(body.outcomes[0]!.why).toMatch(new RegExp(`no live pod in namespace ${other} has IP ${master.host.replaceAll('.', '\\.')} \\(pod old-redis has it but has finished or is being deleted\\).*set podNamespace`));
+      expect((await stack.readEndpointSlice()).resourceVersion).toBe(before);
     } finally {
       await p.stop();
     }
