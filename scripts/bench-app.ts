@@ -439,13 +439,13 @@ for (const kind of KINDS) {
 const KIND_TEXT: Record<Kind, string> = { failover: 'SENTINEL FAILOVER', kill: 'SIGKILL master', 'stale-return': 'stale master returns' };
 say('');
 say(`summary (${rate} writes/s per mechanism, client ${clientMode}; ${dnsMode === 'emulated' ? 'DNS/data plane emulated on loopback' : `Corefile ${corefile ?? 'kubeadm'}`}; ${totalSeconds} s in all)`);
-say(`  ${'kind'.padEnd(20)} ${'mechanism'.padEnd(36)} ${'rounds'.padStart(6)} ${'lost acked'.padStart(10)} ${'per round'.padStart(11)} ${'buffered'.padStart(8)} ${'1st new ack p50'.padStart(15)} ${'p99'.padStart(10)} ${'none'.padStart(4)}  errors seen by the client`);
+say(`  ${'kind'.padEnd(20)} ${'mechanism'.padEnd(41)} ${'rounds'.padStart(6)} ${'lost acked'.padStart(10)} ${'per round'.padStart(11)} ${'buffered'.padStart(8)} ${'1st new ack p50'.padStart(15)} ${'p99'.padStart(10)} ${'none'.padStart(4)}  errors seen by the client`);
 for (const kind of KINDS) {
   for (const [key, c] of Object.entries(table[kind] ?? {}) as [Key, Cell][]) {
     const label = OURS.includes(key as Mechanism) && phases.includes('on') ? `${key}+fence` : key.endsWith('-nofence') ? `${key.slice(0, -'-nofence'.length)} (no fence)` : key;
     const per = c.n ? `${c.lostAckedPerRound.min}-${c.lostAckedPerRound.max}` : '-';
     const errors = Object.entries(c.errors).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v}`).join(', ') || 'none';
-    say(`  ${KIND_TEXT[kind].padEnd(20)} ${label.padEnd(36)} ${String(c.n).padStart(6)} ${String(c.lostAcked).padStart(10)} ${per.padStart(11)} ${(c.lostAckedBuffered === undefined ? '' : String(c.lostAckedBuffered)).padStart(8)} ${ms(c.firstNewAckMs.p50).padStart(15)} ${ms(c.firstNewAckMs.p99).padStart(10)} ${String(c.noNewAck).padStart(4)}  ${errors}`);
+    say(`  ${KIND_TEXT[kind].padEnd(20)} ${label.padEnd(41)} ${String(c.n).padStart(6)} ${String(c.lostAcked).padStart(10)} ${per.padStart(11)} ${(c.lostAckedBuffered === undefined ? '' : String(c.lostAckedBuffered)).padStart(8)} ${ms(c.firstNewAckMs.p50).padStart(15)} ${ms(c.firstNewAckMs.p99).padStart(10)} ${String(c.noNewAck).padStart(4)}  ${errors}`);
   }
 }
 say('');
