@@ -5,6 +5,14 @@
 // name sees, for each mechanism that keeps that name on the master, side by side on the SAME
 // failovers of the same Redis (each mechanism has its own name and its own writer):
 //   sentinel-switch   ExternalName Service redis-master, moved by our hook -> sentinel-switch
+//   sentinel-switch-endpointslice
+//                     selector-less ClusterIP Service redis-master-slice whose EndpointSlice a
+//                     second sentinel-switch (target.kind endpointSlice) moves; kube-proxy routes
+//                     the cluster IP, no DNS answer changes. Only inside the sandbox namespace
+//                     (the API server refuses loopback IPs in a slice). The hook calls the first
+//                     sentinel-switch only: this one is triggered by Sentinel's pub/sub
+//                     (+switch-master), which every sentinel publishes as it runs the hook.
+//                     Fencing follows the phase in both (each fences the same Redis).
 //   seed-poll-5s      ExternalName Service seed-master, moved by scripts/peers/seed-poll.sh
 //   bitnami-label-1s  selector Service bitnami-master (app=redis,isMaster=true), whose Pod labels
 //                     scripts/peers/bitnami-label.sh moves (Bitnami's sentinel.masterService)
@@ -38,11 +46,13 @@ import { parseArgs } from 'node:util';
 import { parse as parseYaml, stringify } from 'yaml';
 import { configSchema } from '../src/config.ts';
 import { type AppWriter, type ClientMode, startAppWriter, type WriteRecord } from '../test/harness/app-client.ts';
-import { COREFILES, type Corefile, type Cluster, createClusterIPService, resolveName, startCluster } from '../test/harness/k8s.ts';
+import {
+  COREFILES, type Corefile, type Cluster, createClusterIPService, createEndpointSlice, createSelectorlessService, kubectl, resolveName, startCluster,
+} from '../test/harness/k8s.ts';
 import { inSandboxNamespace } from '../test/harness/netns.ts';
 import type { RedisNode } from '../test/harness/redis.ts';
 import { type Stack, startStack, TARGET } from '../test/harness/stack.ts';
-import { repoRoot } from '../test/harness/switch.ts';
+import { repoRoot, type SwitchProcess } from '../test/harness/switch.ts';
 import {
   addErrors, externalNameResolver, judgeWindow, type Resolve, selectorResolver, stableName, waitNewAck, type WindowVerdict,
 } from './lib/app-view.ts';
@@ -94,8 +104,13 @@ const phases: Fencing[] = fencingFlag === 'both' ? ['off', 'on'] : [fencingFlag 
 
 const KINDS = ['failover', 'kill', 'stale-return'] as const;
 type Kind = (typeof KINDS)[number];
-const MECHANISMS = ['sentinel-switch', 'seed-poll-5s', 'bitnami-label-1s'] as const;
-type Mechanism = (typeof MECHANISMS)[number];
+const ALL_MECHANISMS = ['sentinel-switch', 'sentinel-switch-endpointslice', 'seed-poll-5s', 'bitnami-label-1s'] as const;
+type Mechanism = (typeof ALL_MECHANISMS)[number];
+/** Ours: judged in every round (the peers only where our fence is off). */
+const OURS: readonly Mechanism[] = ['sentinel-switch', 'sentinel-switch-endpointslice'];
+/** The endpointSlice target needs the data plane (pod-like IPs, kube-proxy): sandbox namespace only. */
+const MECHANISMS: readonly Mechanism[] = inSandboxNamespace() ? ALL_MECHANISMS : ALL_MECHANISMS.filter((m) => m !== 'sentinel-switch-endpointslice');
+const SLICE_SERVICE = 'redis-master-slice';
 const BITNAMI_SERVICE = 'bitnami-master';
 const COMMAND_TIMEOUT_MS = 2_000;
 const CONNECT_TIMEOUT_MS = 1_000;
@@ -123,6 +138,8 @@ let cluster: Cluster | undefined;
 let stack: Stack | undefined;
 let watch: ObjectWatch | undefined;
 let peers: Peers | undefined;
+/** The second sentinel-switch, target.kind endpointSlice (sandbox namespace only). */
+let sliceSwitch: SwitchProcess | undefined;
 const writers = new Map<Mechanism, AppWriter>();
 let cleaning: Promise<void> | undefined;
 function cleanup(): Promise<void> {
@@ -166,9 +183,8 @@ function schedule(): Kind[] {
   return out;
 }
 
-/** Writes masterSets[0].fencing into the running service's config and restarts it. */
-async function setFencing(s: Stack, f: Fencing): Promise<void> {
-  const svc = s.service!;
+/** Writes masterSets[0].fencing into a running service's config and restarts it. */
+async function setFencing(svc: SwitchProcess, f: Fencing): Promise<void> {
   await svc.stop();
   const config = parseYaml(readFileSync(svc.configPath, 'utf8')) as { masterSets: Record<string, unknown>[] };
   config.masterSets[0]!.fencing = { enabled: f === 'on' };
@@ -203,15 +219,18 @@ try {
   if (dnsMode === 'system') {
     // Bitnami's `<fullname>-master` Service: ClusterIP, selecting the pod labelled isMaster=true.
     await createClusterIPService(s.adminKubeconfig, s.namespace, BITNAMI_SERVICE, { app: 'redis', isMaster: 'true' }, [{ name: 'redis', port: s.redis.nodes[0]!.port }]);
+    sliceSwitch = await startSliceSwitch(s);
   }
   const names: Record<Mechanism, string> = {
     'sentinel-switch': stableName(TARGET, s.namespace),
+    'sentinel-switch-endpointslice': stableName(SLICE_SERVICE, s.namespace),
     'seed-poll-5s': stableName(SEED_SERVICE, s.namespace),
     'bitnami-label-1s': stableName(BITNAMI_SERVICE, s.namespace),
   };
   const resolvers: Record<Mechanism, Resolve | undefined> = dnsMode === 'system'
-    ? { 'sentinel-switch': undefined, 'seed-poll-5s': undefined, 'bitnami-label-1s': undefined }
+    ? { 'sentinel-switch': undefined, 'sentinel-switch-endpointslice': undefined, 'seed-poll-5s': undefined, 'bitnami-label-1s': undefined }
     : {
+        'sentinel-switch-endpointslice': undefined, // not run here (MECHANISMS)
         'sentinel-switch': externalNameResolver({ name: names['sentinel-switch'], nodes: s.redis.nodes, dnsName: s.dnsName, current: () => w.latest('service', TARGET)?.externalName }),
         'seed-poll-5s': externalNameResolver({ name: names['seed-poll-5s'], nodes: s.redis.nodes, dnsName: s.dnsName, current: () => w.latest('service', SEED_SERVICE)?.externalName }),
         'bitnami-label-1s': selectorResolver({
@@ -259,7 +278,7 @@ try {
   let i = 0;
   for (const fencing of phases) {
     if (fencing !== phases[0]) {
-      await setFencing(s, fencing);
+      for (const svc of [s.service!, sliceSwitch].filter((x) => x !== undefined)) await setFencing(svc, fencing);
       await s.redis.waitStable(60_000);
     }
     for (const kind of schedule()) {
@@ -337,7 +356,7 @@ async function runRound(s: Stack, i: number, kind: Kind, fencing: Fencing, windo
   // The window closes no earlier than the moment the sandbox was stable (the old master demoted),
   // so a write acknowledged by a stale master is judged in the round that caused it, and after
   // every writer's first write to the new master.
-  const judged: readonly Mechanism[] = fencing === 'off' ? MECHANISMS : ['sentinel-switch'];
+  const judged: readonly Mechanism[] = fencing === 'off' ? MECHANISMS : MECHANISMS.filter((m) => OURS.includes(m));
   let closeAfter = stableAt;
   let firsts: (WriteRecord | undefined)[] = [];
   if (switchAt !== undefined) {
@@ -369,12 +388,13 @@ async function runRound(s: Stack, i: number, kind: Kind, fencing: Fencing, windo
 }
 
 // ------------------------------------------------------------------------------------ summary
-type Key = Mechanism | 'sentinel-switch-nofence';
+type Key = Mechanism | 'sentinel-switch-nofence' | 'sentinel-switch-endpointslice-nofence';
 /** Which rounds count for which JSON key: peers only where our fence is off (it would save their clients too). */
 function keysOf(r: RoundResult): [Key, Mechanism][] {
-  if (r.fencing === 'on') return [['sentinel-switch', 'sentinel-switch']];
-  const ours: Key = phases.includes('on') ? 'sentinel-switch-nofence' : 'sentinel-switch';
-  return [[ours, 'sentinel-switch'], ['seed-poll-5s', 'seed-poll-5s'], ['bitnami-label-1s', 'bitnami-label-1s']];
+  const ours = MECHANISMS.filter((m) => OURS.includes(m));
+  if (r.fencing === 'on') return ours.map((m) => [m, m]);
+  const unfenced = ours.map((m): [Key, Mechanism] => [phases.includes('on') ? (`${m}-nofence` as Key) : m, m]);
+  return [...unfenced, ['seed-poll-5s', 'seed-poll-5s'], ['bitnami-label-1s', 'bitnami-label-1s']];
 }
 const r1 = (x: number | undefined): number | null => (x === undefined ? null : Math.round(x * 10) / 10);
 interface Cell {
@@ -419,13 +439,13 @@ for (const kind of KINDS) {
 const KIND_TEXT: Record<Kind, string> = { failover: 'SENTINEL FAILOVER', kill: 'SIGKILL master', 'stale-return': 'stale master returns' };
 say('');
 say(`summary (${rate} writes/s per mechanism, client ${clientMode}; ${dnsMode === 'emulated' ? 'DNS/data plane emulated on loopback' : `Corefile ${corefile ?? 'kubeadm'}`}; ${totalSeconds} s in all)`);
-say(`  ${'kind'.padEnd(20)} ${'mechanism'.padEnd(24)} ${'rounds'.padStart(6)} ${'lost acked'.padStart(10)} ${'per round'.padStart(11)} ${'buffered'.padStart(8)} ${'1st new ack p50'.padStart(15)} ${'p99'.padStart(10)} ${'none'.padStart(4)}  errors seen by the client`);
+say(`  ${'kind'.padEnd(20)} ${'mechanism'.padEnd(41)} ${'rounds'.padStart(6)} ${'lost acked'.padStart(10)} ${'per round'.padStart(11)} ${'buffered'.padStart(8)} ${'1st new ack p50'.padStart(15)} ${'p99'.padStart(10)} ${'none'.padStart(4)}  errors seen by the client`);
 for (const kind of KINDS) {
   for (const [key, c] of Object.entries(table[kind] ?? {}) as [Key, Cell][]) {
-    const label = key === 'sentinel-switch' && phases.includes('on') ? 'sentinel-switch+fence' : key === 'sentinel-switch-nofence' ? 'sentinel-switch (no fence)' : key;
+    const label = OURS.includes(key as Mechanism) && phases.includes('on') ? `${key}+fence` : key.endsWith('-nofence') ? `${key.slice(0, -'-nofence'.length)} (no fence)` : key;
     const per = c.n ? `${c.lostAckedPerRound.min}-${c.lostAckedPerRound.max}` : '-';
     const errors = Object.entries(c.errors).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v}`).join(', ') || 'none';
-    say(`  ${KIND_TEXT[kind].padEnd(20)} ${label.padEnd(24)} ${String(c.n).padStart(6)} ${String(c.lostAcked).padStart(10)} ${per.padStart(11)} ${(c.lostAckedBuffered === undefined ? '' : String(c.lostAckedBuffered)).padStart(8)} ${ms(c.firstNewAckMs.p50).padStart(15)} ${ms(c.firstNewAckMs.p99).padStart(10)} ${String(c.noNewAck).padStart(4)}  ${errors}`);
+    say(`  ${KIND_TEXT[kind].padEnd(20)} ${label.padEnd(41)} ${String(c.n).padStart(6)} ${String(c.lostAcked).padStart(10)} ${per.padStart(11)} ${(c.lostAckedBuffered === undefined ? '' : String(c.lostAckedBuffered)).padStart(8)} ${ms(c.firstNewAckMs.p50).padStart(15)} ${ms(c.firstNewAckMs.p99).padStart(10)} ${String(c.noNewAck).padStart(4)}  ${errors}`);
   }
 }
 say('');
@@ -457,6 +477,25 @@ const json = {
 };
 if (values.json) say(JSON.stringify(json));
 process.exit(rounds.every((r) => !r.error) ? 0 : 1);
+
+// ---------------------------------------------------------------------- the endpointSlice target
+/**
+ * The selector-less ClusterIP Service and its EndpointSlice (as the chart creates them, holding
+ * the master now), RBAC for them on top of deploy/rbac.yaml (whose resourceNames name only
+ * redis-master), and a second sentinel-switch with target.kind endpointSlice writing the slice.
+ */
+async function startSliceSwitch(s: Stack): Promise<SwitchProcess> {
+  const admin = s.adminKubeconfig;
+  const port = { name: 'tcp-redis', port: s.redis.nodes[0]!.port };
+  await createSelectorlessService(admin, s.namespace, SLICE_SERVICE, [port]);
+  await createEndpointSlice(admin, s.namespace, { name: SLICE_SERVICE, service: SLICE_SERVICE, port, addresses: [(await s.redis.masterByMajority()).host] });
+  const role = 'sentinel-switch-slice';
+  await kubectl(admin, ['create', 'role', role, '-n', s.namespace, '--verb=get', `--resource=services`, `--resource-name=${SLICE_SERVICE}`]);
+  await kubectl(admin, ['patch', 'role', role, '-n', s.namespace, '--type=json', '-p', JSON.stringify([{ op: 'add', path: '/rules/-', value: { apiGroups: ['discovery.k8s.io'], resources: ['endpointslices'], resourceNames: [SLICE_SERVICE], verbs: ['get', 'patch'] } }])]);
+  await kubectl(admin, ['create', 'rolebinding', role, '-n', s.namespace, `--role=${role}`, `--serviceaccount=${s.namespace}:sentinel-switch`]);
+  const set = s.switchConfig.masterSets[0] as Record<string, unknown>;
+  return s.startService('sentinel-switch-endpointslice', { masterSets: [{ ...set, target: { kind: 'endpointSlice', namespace: s.namespace, name: SLICE_SERVICE } }] });
+}
 
 // ------------------------------------------------------------------------------------ formatting
 function ms(x: number | null | undefined): string {

@@ -60,6 +60,7 @@ export const FENCING_DEFAULTS: FencingConfig = { enabled: true, early: true, dem
 
 
 const dns1123Label = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+const dns1123Subdomain = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 
 const masterSet = z.strictObject({
   /** The Sentinel master name, e.g. "mymaster" (Bitnami's default). */
@@ -72,12 +73,23 @@ const masterSet = z.strictObject({
   redisAuth: redisAuth.default({}),
   tls: tls.default({ enabled: false, insecureSkipVerify: false }),
   /** The Service that must name the master (src/target/ has one file per kind). */
-  target: z.strictObject({
-    /** externalName: an ExternalName Service whose externalName is the master's DNS name. */
-    kind: z.enum(['externalName']).default('externalName'),
-    namespace: z.string().regex(dns1123Label, 'must be a DNS-1123 label'),
-    name: z.string().regex(dns1123Label, 'must be a DNS-1123 label'),
-  }),
+  target: z
+    .strictObject({
+      /**
+       * externalName: an ExternalName Service whose externalName is the master's DNS name.
+       * endpointSlice: a selector-less ClusterIP Service and one EndpointSlice we own that holds
+       * exactly the master pod's IP and port (no DNS change at a switch).
+       */
+      kind: z.enum(['externalName', 'endpointSlice']).default('externalName'),
+      namespace: z.string().regex(dns1123Label, 'must be a DNS-1123 label'),
+      name: z.string().regex(dns1123Label, 'must be a DNS-1123 label'),
+      /** kind endpointSlice: the EndpointSlice to write (it must exist); default: the Service's name. */
+      endpointSliceName: z.string().regex(dns1123Subdomain, 'must be a DNS-1123 subdomain').optional(),
+    })
+    .refine((t) => t.endpointSliceName === undefined || t.kind === 'endpointSlice', {
+      message: 'endpointSliceName is only used with kind: endpointSlice',
+      path: ['endpointSliceName'],
+    }),
   /** Where to look up pods by IP when Sentinel announces IPs; default: the target's namespace. */
   podNamespace: z.string().regex(dns1123Label).optional(),
   clusterDomain: z.string().optional(),

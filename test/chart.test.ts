@@ -179,41 +179,143 @@ describe('the rendered config', () => {
   });
 });
 
+/** Values with master set mymaster on target.kind endpointSlice (and `target` fields on top). */
+function endpointSliceValues(target: Record<string, unknown> = {}): string {
+  const file = path.join(work, `endpointslice-${Object.values(target).join('-') || 'default'}.yaml`);
+  writeFileSync(file, JSON.stringify({ masterSets: [{ name: 'mymaster', target: { kind: 'endpointSlice', ...target } }] }));
+  return file;
+}
+
+describe('target.kind endpointSlice in the chart', () => {
+  it('helm lint --strict is clean', async () => {
+    const { stdout, code } = await helm(['lint', '--strict', CHART, '--values', endpointSliceValues()], false);
+    expect(code, stdout).toBe(0);
+    expect(stdout).not.toMatch(/\[(WARNING|ERROR)\]/);
+  });
+
+  it('renders a selector-less ClusterIP Service and an empty EndpointSlice of ours, port names matching; the config says the kind', async () => {
+    const objs = await render({ values: [endpointSliceValues()] });
+    const svc = find(objs, 'Service', 'redis-master');
+    const spec = svc.spec as { type: string; selector?: unknown; clusterIP?: string; ports: { name: string; port: number }[] };
+    expect(spec.type).toBe('ClusterIP');
+    expect(spec.selector).toBeUndefined();
+    expect(spec.clusterIP).toBeUndefined();
+    const slice = find(objs, 'EndpointSlice', 'redis-master');
+    expect(slice.apiVersion).toBe('discovery.k8s.io/v1');
+    expect(slice.metadata.labels).toMatchObject({ 'kubernetes.io/service-name': 'redis-master', 'endpointslice.kubernetes.io/managed-by': 'sentinel-switch.io' });
+    expect(slice).toMatchObject({ addressType: 'IPv4', endpoints: [], ports: [{ name: spec.ports[0]!.name, port: 6379, protocol: 'TCP' }] });
+    expect(spec.ports).toHaveLength(1);
+    expect(renderedConfig(objs).config.masterSets[0]!.target).toEqual({ kind: 'endpointSlice', namespace: 'redis', name: 'redis-master' });
+
+    const named = await render({ values: [endpointSliceValues({ endpointSliceName: 'redis-master-1', headless: true })] });
+    expect(find(named, 'EndpointSlice', 'redis-master-1').metadata.labels?.['kubernetes.io/service-name']).toBe('redis-master');
+    expect((find(named, 'Service', 'redis-master').spec as { clusterIP?: string }).clusterIP).toBe('None');
+    expect(renderedConfig(named).config.masterSets[0]!.target).toEqual({ kind: 'endpointSlice', namespace: 'redis', name: 'redis-master', endpointSliceName: 'redis-master-1' });
+    expect((find(named, 'Role').rules as Rule[]).find((r) => r.resources?.includes('endpointslices'))?.resourceNames).toEqual(['redis-master-1']);
+  });
+
+  it('refuses an unknown kind, and endpointSlice fields on an externalName target, naming the field', async () => {
+    const bad = path.join(work, 'bad-kind.yaml');
+    writeFileSync(bad, JSON.stringify({ masterSets: [{ name: 'mymaster', target: { kind: 'endpoints' } }] }));
+    const kind = await helm(['template', RELEASE, CHART, '--values', bad], false);
+    expect(kind.code).not.toBe(0);
+    expect(kind.stderr).toMatch(/masterSets\[0\]\.target\.kind must be externalName or endpointSlice, not "endpoints"/);
+    writeFileSync(bad, JSON.stringify({ masterSets: [{ name: 'mymaster', target: { endpointSliceName: 'x' } }] }));
+    const field = await helm(['template', RELEASE, CHART, '--values', bad], false);
+    expect(field.stderr).toMatch(/masterSets\[0\]\.target: endpointSliceName and headless are only used with kind: endpointSlice/);
+  });
+
+  it('server-side applies on a real API server, and the slice takes the write sentinel-switch makes', async () => {
+    const ns = await createNamespace(admin, 'chart-es-ssa');
+    const objs = await render({ namespace: ns, values: [endpointSliceValues()] });
+    const text = objs.map((o) => JSON.stringify(o)).join('\n---\n');
+    const { stdout } = await kubectl(admin, ['apply', '--server-side', '--field-manager=helm-test', '-f', '-'], text);
+    expect(stdout.trim().split('\n')).toHaveLength(objs.length);
+    expect(stdout).toMatch(/endpointslice\.discovery\.k8s\.io\/redis-master serverside-applied/);
+    // What sentinel-switch does at a switch (kube/index.ts patchEndpointSlice): a merge patch.
+    const ip = '198.18.200.11';
+    await kubectl(admin, ['patch', 'endpointslice', 'redis-master', '-n', ns, '--type=merge', '-p', JSON.stringify({ endpoints: [{ addresses: [ip], conditions: { ready: true } }], ports: [{ name: 'tcp-redis', port: 6379, protocol: 'TCP' }] })]);
+    const got = (await kubectl(admin, ['get', 'endpointslice', 'redis-master', '-n', ns, '-o', 'jsonpath={.endpoints[0].addresses[0]}'])).stdout;
+    expect(got).toBe(ip);
+  });
+
+  it('installed for real: an upgrade keeps the live endpoints, and the authorizer allows get/patch on the named slice only', async () => {
+    const ns = await createNamespace(admin, 'chart-es-upgrade');
+    const values = endpointSliceValues();
+    await helm(['install', RELEASE, CHART, '--namespace', ns, '--kubeconfig', admin, '--values', values]);
+    const ip = '198.18.200.12';
+    await kubectl(admin, ['patch', 'endpointslice', 'redis-master', '-n', ns, '--type=merge', '-p', JSON.stringify({ endpoints: [{ addresses: [ip], conditions: { ready: true, serving: true, terminating: false } }], ports: [{ name: 'tcp-redis', port: 6380, protocol: 'TCP' }] })]);
+    await helm(['upgrade', RELEASE, CHART, '--namespace', ns, '--kubeconfig', admin, '--values', values, '--set', 'config.logLevel=debug']);
+    const get = async (jsonpath: string) => (await kubectl(admin, ['get', 'endpointslice', 'redis-master', '-n', ns, '-o', `jsonpath=${jsonpath}`])).stdout;
+    expect(await get('{.endpoints[0].addresses[0]} {.ports[0].port}')).toBe(`${ip} 6380`);
+    const as = `system:serviceaccount:${ns}:sentinel-switch`;
+    const can = async (...args: string[]): Promise<string> =>
+      (await kubectl(admin, ['auth', 'can-i', '--as', as, '-n', ns, ...args], undefined, { check: false })).stdout.trim();
+    expect(await can('get', 'endpointslices.discovery.k8s.io/redis-master')).toBe('yes');
+    expect(await can('patch', 'endpointslices.discovery.k8s.io/redis-master')).toBe('yes');
+    expect(await can('get', 'services/redis-master')).toBe('yes');
+    expect(await can('list', 'pods')).toBe('yes');
+    expect(await can('patch', 'services/redis-master')).toBe('no');
+    expect(await can('create', 'endpointslices.discovery.k8s.io')).toBe('no');
+    expect(await can('list', 'endpointslices.discovery.k8s.io')).toBe('no');
+    expect(await can('delete', 'endpointslices.discovery.k8s.io/redis-master')).toBe('no');
+    expect(await can('patch', 'endpointslices.discovery.k8s.io/other')).toBe('no');
+    await helm(['uninstall', RELEASE, '--namespace', ns, '--kubeconfig', admin]);
+  });
+});
+
 describe('RBAC: least privilege, the same as deploy/rbac.yaml', () => {
   const rbacFile = objects(readFileSync(path.join(ROOT, 'deploy/rbac.yaml'), 'utf8'));
   const fileRole = find(rbacFile, 'Role');
   const fileRules = fileRole.rules as Rule[];
 
-  it('deploy/rbac.yaml is namespace-free and grants exactly services get/patch by name, pods list, events create', () => {
+  it('deploy/rbac.yaml is namespace-free and grants exactly services get/patch by name, endpointslices get/patch by name, pods list, events create', () => {
     expect(rbacFile.map((o) => o.kind).sort()).toEqual(['Role', 'RoleBinding', 'ServiceAccount']);
     expect(rbacFile.every((o) => o.metadata.namespace === undefined)).toBe(true);
     expect(canonicalRules(fileRules)).toEqual(
       canonicalRules([
         { apiGroups: [''], resources: ['services'], resourceNames: ['redis-master'], verbs: ['get', 'patch'] },
+        { apiGroups: ['discovery.k8s.io'], resources: ['endpointslices'], resourceNames: ['redis-master'], verbs: ['get', 'patch'] },
         { apiGroups: [''], resources: ['pods'], verbs: ['list'] },
         { apiGroups: [''], resources: ['events'], verbs: ['create'] },
       ]),
     );
   });
 
-  it('with ipMapping the chart grants exactly what deploy/rbac.yaml grants; without it, the same minus pods list', async () => {
+  const withoutSlices = (rules: Rule[]): Rule[] => rules.filter((r) => !r.resources?.includes('endpointslices'));
+  it('with ipMapping the chart grants what deploy/rbac.yaml grants for externalName (no endpointslices); without it, the same minus pods list', async () => {
     const withIps = await render({ set: ['ipMapping=true'] });
-    expect(canonicalRules(find(withIps, 'Role').rules as Rule[])).toEqual(canonicalRules(fileRules));
+    expect(canonicalRules(find(withIps, 'Role').rules as Rule[])).toEqual(canonicalRules(withoutSlices(fileRules)));
     const hostnames = await render();
-    expect(canonicalRules(find(hostnames, 'Role').rules as Rule[])).toEqual(canonicalRules(fileRules.filter((r) => !r.resources?.includes('pods'))));
+    expect(canonicalRules(find(hostnames, 'Role').rules as Rule[])).toEqual(canonicalRules(withoutSlices(fileRules).filter((r) => !r.resources?.includes('pods'))));
+  });
+
+  it('target.kind endpointSlice: what deploy/rbac.yaml grants minus patch on services, with or without ipMapping', async () => {
+    const expected = canonicalRules(fileRules.map((r) => (r.resources?.includes('services') ? { ...r, verbs: ['get'] } : r)));
+    for (const ipMapping of ['false', 'true']) {
+      const objs = await render({ values: [endpointSliceValues()], set: [`ipMapping=${ipMapping}`] });
+      expect(canonicalRules(find(objs, 'Role').rules as Rule[])).toEqual(expected);
+    }
   });
 
   it('no wildcard, no pods/exec, no secrets, nothing cluster-scoped, in any value set', async () => {
-    const sets = [await render(), await render({ set: ['ipMapping=true'] }), await render({ namespace: 'ops', values: [ALL_VALUES], set: ['redis.namespace=data'] })];
+    const sets = [
+      await render(),
+      await render({ set: ['ipMapping=true'] }),
+      await render({ namespace: 'ops', values: [ALL_VALUES], set: ['redis.namespace=data'] }),
+      await render({ values: [endpointSliceValues({ endpointSliceName: 'redis-master-slice' })] }),
+    ];
     for (const objs of sets) {
       expect(objs.filter((o) => o.kind.startsWith('Cluster'))).toEqual([]);
       for (const role of all(objs, 'Role')) {
         for (const rule of role.rules as Rule[]) {
-          expect(rule.apiGroups).toEqual(['']);
+          // The core group, and discovery.k8s.io for the endpointSlice target's named slices only.
+          expect(rule.apiGroups).toEqual(rule.resources?.includes('endpointslices') ? ['discovery.k8s.io'] : ['']);
+          if (rule.resources!.includes('endpointslices')) expect(rule.resourceNames?.length).toBeGreaterThan(0);
           for (const field of [rule.apiGroups, rule.resources, rule.verbs, rule.resourceNames ?? []]) expect(field).not.toContain('*');
           expect(rule.resources).not.toContain('pods/exec');
           expect(rule.resources).not.toContain('secrets');
-          expect(['services', 'pods', 'events']).toEqual(expect.arrayContaining(rule.resources!));
+          expect(['services', 'pods', 'events', 'endpointslices']).toEqual(expect.arrayContaining(rule.resources!));
           if (rule.resources!.includes('services')) expect(rule.resourceNames?.length).toBeGreaterThan(0);
         }
       }

@@ -1,8 +1,9 @@
 // Where decisions are applied: the target ExternalName Service, the pod lookup for IP-announcing
 // Sentinels, and Events that tell the story on `kubectl describe svc`. Every Kubernetes error is
 // turned into a sentence naming the object and, for 403, the missing RBAC verb.
-import { ApiException, CoreV1Api, KubeConfig, PatchStrategy, setHeaderOptions, type V1Service } from '@kubernetes/client-node';
+import { ApiException, CoreV1Api, DiscoveryV1Api, KubeConfig, PatchStrategy, setHeaderOptions, type V1EndpointSlice, type V1Service } from '@kubernetes/client-node';
 import type { Config } from '../config.ts';
+import type { EndpointSliceState, SelectorlessServiceState, sliceContent } from '../decide/endpointSlice.ts';
 import type { ServiceState } from '../decide/index.ts';
 import { withTimeout } from '../timeout.ts';
 
@@ -52,15 +53,19 @@ export interface PodMatch {
   hostname?: string;
   subdomain?: string;
   namespace: string;
+  /** Not finished (Succeeded/Failed) and not being deleted. */
+  live: boolean;
 }
 
 export class Kube {
   readonly #api: CoreV1Api;
+  readonly #discovery: DiscoveryV1Api;
   readonly #timeoutMs: number;
   readonly identity: string;
 
   constructor(kc: KubeConfig, timeoutMs: number) {
     this.#api = kc.makeApiClient(CoreV1Api);
+    this.#discovery = kc.makeApiClient(DiscoveryV1Api);
     this.#timeoutMs = timeoutMs;
     this.identity = kc.getCurrentUser()?.name ?? 'sentinel-switch';
   }
@@ -117,6 +122,77 @@ export class Kube {
     }
   }
 
+  /** The target Service of target.kind endpointSlice: its type, selector and ports (kube/index.ts getService's twin). */
+  async getSelectorlessService(ref: ServiceRef): Promise<SelectorlessServiceState & { uid?: string }> {
+    try {
+      const svc = await this.#call(this.#api.readNamespacedService({ namespace: ref.namespace, name: ref.name }));
+      return {
+        exists: true,
+        type: svc.spec?.type ?? 'ClusterIP',
+        clusterIP: svc.spec?.clusterIP,
+        selector: svc.spec?.selector,
+        ports: (svc.spec?.ports ?? []).map((p) => ({ name: p.name, port: p.port, protocol: p.protocol })),
+        uid: svc.metadata?.uid,
+      };
+    } catch (err) {
+      const e = this.#explain(err, 'get', 'services', ref);
+      if (e.kind === 'not-found') return { exists: false };
+      throw e;
+    }
+  }
+
+  /** The EndpointSlice we own (discovery.k8s.io/v1), with its switch-history annotations. */
+  async getEndpointSlice(ref: ServiceRef): Promise<EndpointSliceState & { annotations?: Record<string, string> }> {
+    try {
+      const slice = await this.#call(this.#discovery.readNamespacedEndpointSlice({ namespace: ref.namespace, name: ref.name }));
+      return {
+        exists: true,
+        resourceVersion: slice.metadata?.resourceVersion ?? '',
+        addressType: slice.addressType,
+        labels: slice.metadata?.labels ?? {},
+        endpoints: (slice.endpoints ?? []).map((e) => ({ addresses: e.addresses, ready: e.conditions?.ready, serving: e.conditions?.serving, terminating: e.conditions?.terminating })),
+        ports: (slice.ports ?? []).map((p) => ({ name: p.name, port: p.port, protocol: p.protocol })),
+        annotations: slice.metadata?.annotations,
+      };
+    } catch (err) {
+      const e = this.#explain(err, 'get', 'endpointslices', ref, 'discovery.k8s.io');
+      if (e.kind === 'not-found') return { exists: false };
+      throw e;
+    }
+  }
+
+  /**
+   * Replaces the slice's endpoints and ports (a merge patch replaces lists whole) and records the
+   * switch in its annotations, in one write guarded by the resourceVersion read before the
+   * decision (409 if anyone wrote in between), as patchService does for an ExternalName.
+   */
+  async patchEndpointSlice(
+    ref: ServiceRef,
+    p: ReturnType<typeof sliceContent> & { resourceVersion: string; previousTarget?: string; reason: string; master: string; at: Date },
+  ): Promise<V1EndpointSlice> {
+    const body = {
+      metadata: {
+        resourceVersion: p.resourceVersion,
+        labels: p.labels,
+        annotations: {
+          [annotations.switchedAt]: p.at.toISOString(),
+          [annotations.previousTarget]: p.previousTarget ?? '',
+          [annotations.reason]: p.reason,
+          [annotations.master]: p.master,
+        },
+      },
+      endpoints: p.endpoints,
+      ports: p.ports,
+    };
+    try {
+      return await this.#call(
+        this.#discovery.patchNamespacedEndpointSlice({ namespace: ref.namespace, name: ref.name, body, fieldManager: 'sentinel-switch' }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch)),
+      );
+    } catch (err) {
+      throw this.#explain(err, 'patch', 'endpointslices', ref, 'discovery.k8s.io');
+    }
+  }
+
   /** The pod that has this IP; used when Sentinel announces IPs, which CoreDNS cannot serve as ExternalName. */
   async findPodByIp(namespace: string, ip: string): Promise<PodMatch | undefined> {
     try {
@@ -125,7 +201,7 @@ export class Kube {
       const live = list.items.filter((p) => !['Succeeded', 'Failed'].includes(p.status?.phase ?? '') && !p.metadata?.deletionTimestamp);
       const pod = live[0] ?? list.items[0];
       if (!pod) return undefined;
-      return { name: pod.metadata?.name ?? '', hostname: pod.spec?.hostname, subdomain: pod.spec?.subdomain, namespace };
+      return { name: pod.metadata?.name ?? '', hostname: pod.spec?.hostname, subdomain: pod.spec?.subdomain, namespace, live: live.length > 0 };
     } catch (err) {
       throw this.#explain(err, 'list', 'pods', { namespace, name: `(status.podIP=${ip})` });
     }
@@ -162,14 +238,15 @@ export class Kube {
     return withTimeout(p, this.#timeoutMs, () => new KubeError('unavailable', `Kubernetes API did not answer within ${this.#timeoutMs} ms`));
   }
 
-  #explain(err: unknown, verb: string, resource: string, ref: ServiceRef): KubeError {
+  #explain(err: unknown, verb: string, resource: string, ref: ServiceRef, apiGroup = ''): KubeError {
     if (err instanceof KubeError) return err;
     const what = `${resource} ${serviceId(ref)}`;
+    const group = apiGroup ? ` in apiGroup "${apiGroup}"` : '';
     if (err instanceof ApiException) {
       const detail = apiMessage(err.body) ?? err.message;
       switch (err.code) {
         case 403:
-          return new KubeError('forbidden', `RBAC: ${verb} ${what} is forbidden (${detail}); grant verb "${verb}" on "${resource}" in namespace ${ref.namespace} to sentinel-switch's Role`, 403);
+          return new KubeError('forbidden', `RBAC: ${verb} ${what} is forbidden (${detail}); grant verb "${verb}" on "${resource}"${group} in namespace ${ref.namespace} to sentinel-switch's Role`, 403);
         case 404:
           return new KubeError('not-found', `${what} not found`, 404);
         case 409:

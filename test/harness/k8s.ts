@@ -381,6 +381,47 @@ export async function createClusterIPService(
   return stdout.trim();
 }
 
+/**
+ * Creates a Service WITHOUT selector, type ClusterIP (or headless, clusterIP None), as the chart
+ * does for target.kind endpointSlice: nothing fills its endpoints but the EndpointSlice that
+ * createEndpointSlice makes and sentinel-switch patches. Returns its cluster IP ('None' headless).
+ */
+export async function createSelectorlessService(
+  kubeconfig: string,
+  namespace: string,
+  name: string,
+  ports: ServicePort[] = [{ name: 'tcp-redis', port: 6379 }],
+  options: { headless?: boolean } = {},
+): Promise<string> {
+  const { stdout } = await kubectlJson(kubeconfig, ['create', '-n', namespace, '-o', 'jsonpath={.spec.clusterIP}'], {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name },
+    spec: { type: 'ClusterIP', ...(options.headless ? { clusterIP: 'None' } : {}), ports: ports.map(servicePort) },
+  });
+  return stdout.trim();
+}
+
+/**
+ * Creates the EndpointSlice a selector-less Service's traffic goes to (labels
+ * kubernetes.io/service-name and managed-by sentinel-switch.io), holding `addresses` as ready
+ * endpoints on one port named like the Service's.
+ */
+export async function createEndpointSlice(
+  kubeconfig: string,
+  namespace: string,
+  o: { name: string; service: string; port: ServicePort; addresses: string[] },
+): Promise<void> {
+  await kubectlJson(kubeconfig, ['create', '-n', namespace], {
+    apiVersion: 'discovery.k8s.io/v1',
+    kind: 'EndpointSlice',
+    metadata: { name: o.name, labels: { 'kubernetes.io/service-name': o.service, 'endpointslice.kubernetes.io/managed-by': 'sentinel-switch.io' } },
+    addressType: 'IPv4',
+    endpoints: o.addresses.map((ip) => ({ addresses: [ip], conditions: { ready: true, serving: true, terminating: false } })),
+    ports: [{ name: o.port.name, port: o.port.targetPort ?? o.port.port, protocol: 'TCP' }],
+  });
+}
+
 function servicePort(p: ServicePort) {
   return { name: p.name, port: p.port, targetPort: p.targetPort ?? p.port, protocol: 'TCP' };
 }

@@ -9,7 +9,9 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseAllDocuments, stringify } from 'yaml';
-import { type Cluster, createExternalNameService, createHeadlessService, createNamespace, createPod, kubectl, serviceAccountKubeconfig, waitForName } from './k8s.ts';
+import {
+  type Cluster, createEndpointSlice, createExternalNameService, createHeadlessService, createNamespace, createPod, createSelectorlessService, kubectl, serviceAccountKubeconfig, waitForName,
+} from './k8s.ts';
 import { type RedisNode, type RedisSandbox, startRedisSandbox } from './redis.ts';
 import { externalNameResolver } from '../../scripts/lib/app-view.ts';
 import { systemResolve } from './app-client.ts';
@@ -39,6 +41,24 @@ export interface StackOptions {
    * resolve, before Redis and Sentinel start.
    */
   redis?: { downAfterMs?: number; failoverTimeoutMs?: number; announce?: 'ip' | 'hostname' };
+  /**
+   * target.kind of sentinel-switch (default externalName). endpointSlice: the target is a
+   * selector-less ClusterIP Service plus the EndpointSlice of the same name, holding the master's
+   * IP (needs the data plane: the API server refuses loopback addresses in a slice).
+   */
+  target?: 'externalName' | 'endpointSlice';
+}
+
+/** One change of the target EndpointSlice (target.kind endpointSlice), from an API watch. */
+export interface SliceChange {
+  atMs: number;
+  type: string;
+  /** Each endpoint's first address, in order. */
+  addresses: string[];
+  ready: (boolean | undefined)[];
+  port?: number;
+  resourceVersion?: string;
+  annotations: Record<string, string>;
 }
 
 export interface ServiceChange {
@@ -75,6 +95,14 @@ export interface Stack {
   serviceChanges: ServiceChange[];
   /** Resolves once the Service names `externalName` (from the watch), or rejects after timeoutMs. */
   waitForTarget(externalName: string, timeoutMs: number): Promise<ServiceChange>;
+  /** target endpointSlice: every change of the EndpointSlice, from an API watch ([] otherwise). */
+  sliceChanges: SliceChange[];
+  /** target endpointSlice: resolves once the slice holds exactly `ip` (from the watch), or rejects. */
+  waitForSlice(ip: string, timeoutMs: number): Promise<SliceChange>;
+  /** target endpointSlice: the slice as the API server has it now. */
+  readEndpointSlice(): Promise<{ addresses: string[]; port?: number; resourceVersion: string; labels: Record<string, string>; annotations: Record<string, string> }>;
+  /** target endpointSlice: the Service's cluster IP (kube-proxy routes it to the slice). */
+  clusterIP?: string;
   stop(): Promise<void>;
 }
 
@@ -88,6 +116,10 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
   const url = `http://127.0.0.1:${switchPort}`;
 
   const announce = opts.redis?.announce ?? 'ip';
+  const kind = opts.target ?? 'externalName';
+  if (kind === 'endpointSlice' && !opts.cluster.dataPlane) {
+    throw new Error("stack: target 'endpointSlice' needs the cluster's data plane (the API server refuses loopback addresses in an EndpointSlice): run inside the sandbox namespace (scripts/dev.sh test|run)");
+  }
   if (announce === 'hostname' && !opts.cluster.dataPlane) {
     throw new Error("stack: redis.announce 'hostname' needs the cluster's DNS: run inside the sandbox namespace (scripts/dev.sh test|run)");
   }
@@ -113,12 +145,21 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       if (announce === 'hostname') await Promise.all(pods.map((p) => waitForName(p.announced, [p.host], 30_000)));
     },
   });
-  const dnsName = (n: { host: string }): string => {
+  const nodeOf = (n: { host: string }): RedisNode => {
     const node = redis.nodes.find((x) => x.host === n.host || x.announced === n.host);
     if (!node) throw new Error(`no Redis node at ${n.host}`);
-    return podDnsName(node.name);
+    return node;
   };
-  await createExternalNameService(admin, namespace, TARGET, dnsName(await redis.masterByMajority()));
+  const dnsName = (n: { host: string }): string => podDnsName(nodeOf(n).name);
+  let clusterIP: string | undefined;
+  if (kind === 'endpointSlice') {
+    // As the chart creates them: the Service's port name is the slice's port name.
+    const port = { name: 'tcp-redis', port: redis.nodes[0]!.port };
+    clusterIP = await createSelectorlessService(admin, namespace, TARGET, [port]);
+    await createEndpointSlice(admin, namespace, { name: TARGET, service: TARGET, port, addresses: [nodeOf(await redis.masterByMajority()).host] });
+  } else {
+    await createExternalNameService(admin, namespace, TARGET, dnsName(await redis.masterByMajority()));
+  }
 
   // The RBAC we ship, exactly: sentinel-switch runs with a token of that ServiceAccount only.
   const rbac = prepareRbac(readFileSync(join(repoRoot, 'deploy/rbac.yaml'), 'utf8'), namespace, opts.withoutVerbs ?? []);
@@ -136,7 +177,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
         sentinels: redis.sentinels.map((s) => `${s.announced}:${s.port}`),
         sentinelAuth: redis.sentinelPassword ? { password: { env: 'SENTINEL_PASSWORD' } } : {},
         redisAuth: { password: { env: 'REDIS_PASSWORD' } },
-        target: { namespace, name: TARGET },
+        target: { ...(kind === 'endpointSlice' ? { kind } : {}), namespace, name: TARGET },
       },
     ],
     ...opts.config,
@@ -148,6 +189,18 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     changes.push({ atMs, type, externalName: obj.spec?.externalName, resourceVersion: obj.metadata?.resourceVersion, annotations: obj.metadata?.annotations ?? {} });
     for (const w of waiters) w();
   });
+
+  const slices: SliceChange[] = [];
+  const sliceWatch = kind === 'endpointSlice'
+    ? await resumableWatch(admin, `/apis/discovery.k8s.io/v1/namespaces/${namespace}/endpointslices`, { fieldSelector: `metadata.name=${TARGET}` }, (type, obj, atMs) => {
+        const o = obj as typeof obj & { endpoints?: { addresses: string[]; conditions?: { ready?: boolean } }[]; ports?: { port?: number }[] };
+        slices.push({
+          atMs, type, addresses: (o.endpoints ?? []).map((e) => e.addresses[0]!), ready: (o.endpoints ?? []).map((e) => e.conditions?.ready),
+          port: o.ports?.[0]?.port, resourceVersion: o.metadata?.resourceVersion, annotations: o.metadata?.annotations ?? {},
+        });
+        for (const w of waiters) w();
+      })
+    : undefined;
 
   const stableName = `${TARGET}.${namespace}.svc.${clusterDomain}`;
   // Inside the sandbox's namespace the name goes through CoreDNS like a pod's; on loopback it is
@@ -168,6 +221,8 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     resolve,
     switchConfig,
     serviceChanges: changes,
+    sliceChanges: slices,
+    clusterIP,
     async startService(name = 'sentinel-switch', configOverrides) {
       const config = configOverrides ? { ...switchConfig, ...configOverrides } : switchConfig;
       const p = await startSwitch({ dir: opts.dir, name, token, port: processes.length === 0 ? switchPort : undefined, config, env: { REDIS_PASSWORD: redis.password, SENTINEL_PASSWORD: redis.sentinelPassword ?? '' } });
@@ -197,8 +252,32 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
         check();
       });
     },
+    waitForSlice(ip, timeoutMs) {
+      return new Promise((resolve, reject) => {
+        const check = (): void => {
+          const hit = [...slices].reverse().find((c) => c.type !== 'DELETED');
+          if (hit && hit.addresses.length === 1 && hit.addresses[0] === ip) {
+            waiters.delete(check);
+            clearTimeout(timer);
+            resolve(hit);
+          }
+        };
+        const timer = setTimeout(() => {
+          waiters.delete(check);
+          reject(new Error(`EndpointSlice ${namespace}/${TARGET} did not hold exactly ${ip} within ${timeoutMs} ms (last: [${slices.at(-1)?.addresses.join(', ') ?? ''}])`));
+        }, timeoutMs);
+        waiters.add(check);
+        check();
+      });
+    },
+    async readEndpointSlice() {
+      const { stdout } = await kubectl(admin, ['get', 'endpointslice', TARGET, '-n', namespace, '-o', 'json']);
+      const es = JSON.parse(stdout) as { endpoints?: { addresses: string[] }[]; ports?: { port?: number }[]; metadata: { resourceVersion: string; labels?: Record<string, string>; annotations?: Record<string, string> } };
+      return { addresses: (es.endpoints ?? []).flatMap((e) => e.addresses), port: es.ports?.[0]?.port, resourceVersion: es.metadata.resourceVersion, labels: es.metadata.labels ?? {}, annotations: es.metadata.annotations ?? {} };
+    },
     async stop() {
       watch.stop();
+      sliceWatch?.stop();
       await Promise.allSettled(processes.map((p) => p.stop()));
       await redis.stop();
     },

@@ -94,6 +94,7 @@ config file, the Role(s) and the target Service(s) get their names and namespace
 {{- $items := list -}}
 {{- $seenNames := dict -}}
 {{- $seenTargets := dict -}}
+{{- $seenSlices := dict -}}
 {{- if not .Values.masterSets -}}
 {{- fail "masterSets must list at least one Sentinel master set" -}}
 {{- end -}}
@@ -116,7 +117,21 @@ config file, the Role(s) and the target Service(s) get their names and namespace
 {{- $sentinels = list (printf "%s-headless.%s.svc.%s:%v" $fullname $redisNs $domain $.Values.redis.sentinelPort) -}}
 {{- end -}}
 {{- $initial := default (printf "%s-node-0.%s-headless.%s.svc.%s" $fullname $fullname $redisNs $domain) $target.initialExternalName -}}
-{{- $item := dict "name" $name "sentinels" $sentinels "targetNamespace" $tns "targetName" $tname "podNamespace" (default $tns $s.podNamespace) "explicitPodNamespace" (default "" $s.podNamespace) "initialExternalName" $initial -}}
+{{- $kind := default "externalName" $target.kind -}}
+{{- if not (has $kind (list "externalName" "endpointSlice")) -}}
+{{- fail (printf "masterSets[%d].target.kind must be externalName or endpointSlice, not %q" $i $kind) -}}
+{{- end -}}
+{{- if and (ne $kind "endpointSlice") (or $target.endpointSliceName $target.headless) -}}
+{{- fail (printf "masterSets[%d].target: endpointSliceName and headless are only used with kind: endpointSlice" $i) -}}
+{{- end -}}
+{{- $sliceKey := printf "%s/%s" $tns (default $tname $target.endpointSliceName) -}}
+{{- if and (eq $kind "endpointSlice") (hasKey $seenSlices $sliceKey) -}}
+{{- fail (printf "masterSets: EndpointSlice %s is used by two master sets; give each its own target.endpointSliceName" $sliceKey) -}}
+{{- end -}}
+{{- if eq $kind "endpointSlice" -}}
+{{- $_ := set $seenSlices $sliceKey true -}}
+{{- end -}}
+{{- $item := dict "name" $name "sentinels" $sentinels "targetNamespace" $tns "targetName" $tname "podNamespace" (default $tns $s.podNamespace) "explicitPodNamespace" (default "" $s.podNamespace) "initialExternalName" $initial "targetKind" $kind "endpointSliceName" (default $tname $target.endpointSliceName) "explicitEndpointSliceName" (default "" $target.endpointSliceName) "headless" (default false $target.headless) -}}
 {{- if not (kindIs "invalid" $s.quorum) -}}
 {{- $_ := set $item "quorum" (int $s.quorum) -}}
 {{- end -}}
@@ -129,20 +144,28 @@ config file, the Role(s) and the target Service(s) get their names and namespace
 {{- end -}}
 
 {{/*
-RBAC per namespace, as YAML {<namespace>: {services: [names], pods: bool}}: services get+patch
-on the target names and events create where targets live; pods list where IPs are mapped.
+RBAC per namespace, as YAML {<namespace>: {services: [names], readServices: [names],
+endpointSlices: [names], pods: bool}}: services get+patch on the ExternalName targets, get only
+on the endpointSlice targets, endpointslices get+patch on their slices, events create where
+targets live; pods list where IPs are mapped (ipMapping) and wherever an endpointSlice target's
+pods live (every address is checked to be a live pod's).
 */}}
 {{- define "sentinel-switch.rbacByNamespace" -}}
 {{- $sets := (include "sentinel-switch.masterSets" . | fromYaml).items -}}
 {{- $byNs := dict -}}
 {{- range $sets -}}
-{{- $entry := default (dict "services" (list) "pods" false) (get $byNs .targetNamespace) -}}
+{{- $entry := default (dict "services" (list) "readServices" (list) "endpointSlices" (list) "pods" false) (get $byNs .targetNamespace) -}}
+{{- if eq .targetKind "endpointSlice" -}}
+{{- $_ := set $entry "readServices" (append $entry.readServices .targetName) -}}
+{{- $_ := set $entry "endpointSlices" (append $entry.endpointSlices .endpointSliceName) -}}
+{{- else -}}
 {{- $_ := set $entry "services" (append $entry.services .targetName) -}}
+{{- end -}}
 {{- $_ := set $byNs .targetNamespace $entry -}}
 {{- end -}}
-{{- if .Values.ipMapping -}}
 {{- range $sets -}}
-{{- $entry := default (dict "services" (list) "pods" false) (get $byNs .podNamespace) -}}
+{{- if or $.Values.ipMapping (eq .targetKind "endpointSlice") -}}
+{{- $entry := default (dict "services" (list) "readServices" (list) "endpointSlices" (list) "pods" false) (get $byNs .podNamespace) -}}
 {{- $_ := set $entry "pods" true -}}
 {{- $_ := set $byNs .podNamespace $entry -}}
 {{- end -}}
@@ -157,7 +180,14 @@ on the target names and events create where targets live; pods list where IPs ar
 {{- $redis := .Values.redis -}}
 {{- $out := list -}}
 {{- range $sets -}}
-{{- $set := dict "name" .name "sentinels" .sentinels "target" (dict "namespace" .targetNamespace "name" .targetName) -}}
+{{- $target := dict "namespace" .targetNamespace "name" .targetName -}}
+{{- if eq .targetKind "endpointSlice" -}}
+{{- $_ := set $target "kind" "endpointSlice" -}}
+{{- if .explicitEndpointSliceName -}}
+{{- $_ := set $target "endpointSliceName" .explicitEndpointSliceName -}}
+{{- end -}}
+{{- end -}}
+{{- $set := dict "name" .name "sentinels" .sentinels "target" $target -}}
 {{- if hasKey . "quorum" -}}
 {{- $_ := set $set "quorum" .quorum -}}
 {{- end -}}
