@@ -88,12 +88,13 @@ export function planEndpointSlice(
   ids: { service: string; slice: string },
 ): Plan {
   const target = sliceValue(want);
+  const serviceName = ids.service.split('/')[1];
   const port = servicePort(service, ids.service);
   if (typeof port === 'string') return { action: 'refuse', why: port };
   if (!slice.exists) {
     return {
       action: 'refuse',
-      why: `EndpointSlice ${ids.slice} does not exist: create it (the Helm chart does) with label ${SERVICE_NAME_LABEL}: ${ids.service.split('/')[1]}; sentinel-switch only patches that named slice, it never creates one`,
+      why: `EndpointSlice ${ids.slice} does not exist: create it (the Helm chart does) with label ${SERVICE_NAME_LABEL}: ${serviceName}; sentinel-switch only patches that named slice, it never creates one`,
     };
   }
   const managedBy = slice.labels[MANAGED_BY_LABEL];
@@ -105,7 +106,6 @@ export function planEndpointSlice(
   if (slice.addressType !== family) {
     return { action: 'refuse', why: `EndpointSlice ${ids.slice} has addressType ${slice.addressType} and the master's IP ${want.ip} is ${family}; addressType cannot be changed: recreate the slice with addressType ${family}` };
   }
-  const serviceName = ids.service.split('/')[1];
   const ep = slice.endpoints[0];
   const p = slice.ports[0];
   const inPlace =

@@ -1,10 +1,9 @@
-// Where decisions are applied: the target ExternalName Service, the pod lookup for IP-announcing
+// Where decisions are applied: the target Service (ExternalName) or EndpointSlice, the pod lookup for IP-announcing
 // Sentinels, and Events that tell the story on `kubectl describe svc`. Every Kubernetes error is
 // turned into a sentence naming the object and, for 403, the missing RBAC verb.
 import { ApiException, CoreV1Api, DiscoveryV1Api, KubeConfig, PatchStrategy, setHeaderOptions, type V1EndpointSlice, type V1Service } from '@kubernetes/client-node';
 import type { Config } from '../config.ts';
-import type { EndpointSliceState, SelectorlessServiceState, sliceContent } from '../decide/endpointSlice.ts';
-import type { ServiceState } from '../decide/index.ts';
+import type { EndpointSliceState, ServicePortState, sliceContent } from '../decide/endpointSlice.ts';
 import { withTimeout } from '../timeout.ts';
 
 export const ANNOTATION_PREFIX = 'sentinel-switch.io/';
@@ -57,6 +56,21 @@ export interface PodMatch {
   live: boolean;
 }
 
+/** What getService returns: assignable to the ExternalName and the endpointSlice decisions' Service state. */
+export type ServiceRead =
+  | { exists: false }
+  | {
+      exists: true;
+      type: string;
+      externalName?: string;
+      clusterIP?: string;
+      selector?: Record<string, string>;
+      ports: ServicePortState[];
+      resourceVersion: string;
+      uid?: string;
+      annotations?: Record<string, string>;
+    };
+
 export class Kube {
   readonly #api: CoreV1Api;
   readonly #discovery: DiscoveryV1Api;
@@ -77,13 +91,17 @@ export class Kube {
     return new Kube(kc, cfg.timeoutMs);
   }
 
-  async getService(ref: ServiceRef): Promise<ServiceState & { uid?: string; annotations?: Record<string, string> }> {
+  /** The Service as both target kinds need it (type, externalName, selector, ports) plus its history and uid. */
+  async getService(ref: ServiceRef): Promise<ServiceRead> {
     try {
       const svc = await this.#call(this.#api.readNamespacedService({ namespace: ref.namespace, name: ref.name }));
       return {
         exists: true,
         type: svc.spec?.type ?? 'ClusterIP',
         externalName: svc.spec?.externalName,
+        clusterIP: svc.spec?.clusterIP,
+        selector: svc.spec?.selector,
+        ports: (svc.spec?.ports ?? []).map((p) => ({ name: p.name, port: p.port, protocol: p.protocol })),
         resourceVersion: svc.metadata?.resourceVersion ?? '',
         uid: svc.metadata?.uid,
         annotations: svc.metadata?.annotations,
@@ -104,12 +122,7 @@ export class Kube {
     const body = {
       metadata: {
         resourceVersion: p.resourceVersion,
-        annotations: {
-          [annotations.switchedAt]: p.at.toISOString(),
-          [annotations.previousTarget]: p.previousTarget ?? '',
-          [annotations.reason]: p.reason,
-          [annotations.master]: p.master,
-        },
+        annotations: historyAnnotations(p),
       },
       spec: { externalName: p.target },
     };
@@ -119,25 +132,6 @@ export class Kube {
       );
     } catch (err) {
       throw this.#explain(err, 'patch', 'services', ref);
-    }
-  }
-
-  /** The target Service of target.kind endpointSlice: its type, selector and ports (kube/index.ts getService's twin). */
-  async getSelectorlessService(ref: ServiceRef): Promise<SelectorlessServiceState & { uid?: string }> {
-    try {
-      const svc = await this.#call(this.#api.readNamespacedService({ namespace: ref.namespace, name: ref.name }));
-      return {
-        exists: true,
-        type: svc.spec?.type ?? 'ClusterIP',
-        clusterIP: svc.spec?.clusterIP,
-        selector: svc.spec?.selector,
-        ports: (svc.spec?.ports ?? []).map((p) => ({ name: p.name, port: p.port, protocol: p.protocol })),
-        uid: svc.metadata?.uid,
-      };
-    } catch (err) {
-      const e = this.#explain(err, 'get', 'services', ref);
-      if (e.kind === 'not-found') return { exists: false };
-      throw e;
     }
   }
 
@@ -174,12 +168,7 @@ export class Kube {
       metadata: {
         resourceVersion: p.resourceVersion,
         labels: p.labels,
-        annotations: {
-          [annotations.switchedAt]: p.at.toISOString(),
-          [annotations.previousTarget]: p.previousTarget ?? '',
-          [annotations.reason]: p.reason,
-          [annotations.master]: p.master,
-        },
+        annotations: historyAnnotations(p),
       },
       endpoints: p.endpoints,
       ports: p.ports,
@@ -262,6 +251,16 @@ export class Kube {
     }
     return new KubeError('unavailable', `Kubernetes API unreachable for ${verb} ${what}: ${withCauses(err)}`);
   }
+}
+
+/** The switch history a write records on the object it changes (the Service, or the EndpointSlice). */
+function historyAnnotations(p: { previousTarget?: string; reason: string; master: string; at: Date }): Record<string, string> {
+  return {
+    [annotations.switchedAt]: p.at.toISOString(),
+    [annotations.previousTarget]: p.previousTarget ?? '',
+    [annotations.reason]: p.reason,
+    [annotations.master]: p.master,
+  };
 }
 
 /**

@@ -38,7 +38,7 @@ export class EndpointSliceTarget implements Target<State, SliceDesired> {
 
   /** The Service (type, selector, port, uid for Events) and the slice, read together. */
   async read(): Promise<State> {
-    const [service, slice] = await Promise.all([this.#kube.getSelectorlessService(this.service), this.#kube.getEndpointSlice(this.slice)]);
+    const [service, slice] = await Promise.all([this.#kube.getService(this.service), this.#kube.getEndpointSlice(this.slice)]);
     return { exists: service.exists, uid: service.exists ? service.uid : undefined, annotations: slice.exists ? slice.annotations : undefined, service, slice };
   }
 
