@@ -38,11 +38,17 @@ export function endpointFrom(opts: { url?: string; tokenFile?: string }, cfg: { 
       throw new CannotAsk(`cannot read the token file ${opts.tokenFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
     }
     if (!token) throw new CannotAsk(`the token file ${opts.tokenFile} is empty`);
-    return { url, token, tokenSource: opts.tokenFile };
+    return checked({ url, token, tokenSource: opts.tokenFile });
   }
   if (!cfg) throw new CannotAsk('no --token-file and no config to take the token from: pass --token-file FILE, --config FILE or set SENTINEL_SWITCH_CONFIG');
   const ref = cfg.config.token;
-  return { url, token: readSecret(ref, 'token').trim(), tokenSource: ref.file ?? `environment variable ${ref.env}` };
+  return checked({ url, token: readSecret(ref, 'token').trim(), tokenSource: ref.file ?? `environment variable ${ref.env}` });
+}
+
+/** The service accepts only such tokens; anything else would not even make a valid header (and must never be echoed). */
+function checked(ep: Endpoint): Endpoint {
+  if (!/^[\x21-\x7e]+$/.test(ep.token)) throw new CannotAsk(`the token in ${ep.tokenSource} is not printable ASCII without spaces, so it is not the service's`);
+  return ep;
 }
 
 /** The service listens on `host`; ask it on the loopback address that reaches it. */
