@@ -129,7 +129,9 @@ async function masterSetStatus(deps: StatusDeps, set: MasterSetConfig): Promise<
 
   // Step 3: ROLE of every other node Sentinel knows, for its role and offset.
   const known = new Map<string, Address>();
-  if (elected) known.set(addressKey(elected), elected);
+  // Without a majority, the best candidate is listed too, with what it says of itself.
+  const candidate = elected ?? (t.ok ? undefined : t.best?.master);
+  if (candidate) known.set(addressKey(candidate), candidate);
   const flags = new Map<string, string>();
   for (const r of 'replicas' in replicas ? replicas.replicas : []) {
     const key = addressKey(r.address);
