@@ -6,7 +6,8 @@
 // to look; any failure is exit 1.
 import { lookup } from 'node:dns/promises';
 import { CannotAsk, causes, type Endpoint, getJson } from './api-client.ts';
-import type { Config } from './config.ts';
+import type { Config, MasterSetConfig } from './config.ts';
+import { addressKey, tally } from './decide/index.ts';
 import { describeError, SentinelClient } from './sentinel/index.ts';
 import type { Status } from './status.ts';
 import { withTimeout } from './timeout.ts';
@@ -53,21 +54,6 @@ export async function runCheck(config: Config, ep: Endpoint, opts: { port?: numb
     const domain = set.clusterDomain ?? config.kubernetes.clusterDomain;
     const name = `${set.target.name}.${set.target.namespace}.svc.${domain.replace(/\.$/, '')}`;
     const seen = status?.masterSets.find((m) => m.masterSet === set.name);
-    const elected = seen?.majority.master;
-    const port = opts.port ?? (elected ? Number(elected.slice(elected.lastIndexOf(':') + 1)) : undefined);
-    const where = seen ? `; the Service names ${seen.target.current ?? '(nothing)'}, the Sentinel majority's master is ${elected ?? '(none)'}` : '';
-    if (port === undefined) {
-      fail(`master set ${set.name}: no port to try the stable name ${name} on (no Sentinel majority known${seen?.majority.why ? `: ${seen.majority.why}` : ''}); pass --port`);
-      continue;
-    }
-    let addresses: string[];
-    try {
-      const found = await withTimeout(lookup(name, { all: true }), 5_000, () => new Error('no answer within 5000 ms'));
-      addresses = [...new Set(found.map((a) => a.address))];
-    } catch (err) {
-      fail(`master set ${set.name}: the stable name ${name} does not resolve (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})${where}`);
-      continue;
-    }
     let client: SentinelClient;
     try {
       client = new SentinelClient(set, config.redisTimeoutMs);
@@ -76,16 +62,16 @@ export async function runCheck(config: Config, ep: Endpoint, opts: { port?: numb
       continue;
     }
     try {
-      const reply = await client.command('node', { host: name, port }, ['ROLE']);
-      const role = Array.isArray(reply) ? String(reply[0]) : JSON.stringify(reply);
-      const at = `${name}:${port} (${addresses.join(', ')})`;
-      if (role === 'master') pass(`master set ${set.name}: ${at} answers ROLE master`);
-      else {
-        const of = Array.isArray(reply) && role === 'slave' ? ` (replica of ${String(reply[1])}:${String(reply[2])})` : '';
-        fail(`master set ${set.name}: ${at} answers ROLE ${role}${of}, not master: Service ${set.target.namespace}/${set.target.name} points at a node that is not the master${where}`);
+      // The master's port, from the sentinels as this pod reaches them (the status may be unavailable).
+      const t = tally(await client.askSentinels(), set.quorum);
+      const elected = t.ok ? addressKey(t.master) : seen?.majority.master;
+      const port = opts.port ?? (t.ok ? t.master.port : elected ? Number(elected.slice(elected.lastIndexOf(':') + 1)) : undefined);
+      const where = `; the Service names ${seen ? (seen.target.current ?? '(nothing)') : '(unknown: no status)'}, the Sentinel majority's master is ${elected ?? '(none)'}`;
+      if (port === undefined) {
+        fail(`master set ${set.name}: no port to try the stable name ${name} on (${t.ok ? '' : t.why}); pass --port`);
+        continue;
       }
-    } catch (err) {
-      fail(`master set ${set.name}: ${describeError(err, `the stable name ${name}:${port} (${addresses.join(', ')})`)}${where}`);
+      await stableName(set, name, port, client, where, pass, fail);
     } finally {
       await client.close();
     }
@@ -93,4 +79,28 @@ export async function runCheck(config: Config, ep: Endpoint, opts: { port?: numb
 
   opts.out(failed ? `${failed} check(s) failed` : 'all checks passed');
   return failed ? 1 : 0;
+}
+
+/** The stable name resolves and answers ROLE master on the master's port, with the config's credentials. */
+async function stableName(set: MasterSetConfig, name: string, port: number, client: SentinelClient, where: string, pass: (w: string) => void, fail: (w: string) => void): Promise<void> {
+  let addresses: string[];
+  try {
+    const found = await withTimeout(lookup(name, { all: true }), 5_000, () => new Error('no answer within 5000 ms'));
+    addresses = [...new Set(found.map((a) => a.address))];
+  } catch (err) {
+    fail(`master set ${set.name}: the stable name ${name} does not resolve (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})${where}`);
+    return;
+  }
+  try {
+    const reply = await client.command('node', { host: name, port }, ['ROLE']);
+    const role = Array.isArray(reply) ? String(reply[0]) : JSON.stringify(reply);
+    const at = `${name}:${port} (${addresses.join(', ')})`;
+    if (role === 'master') pass(`master set ${set.name}: ${at} answers ROLE master`);
+    else {
+      const of = Array.isArray(reply) && role === 'slave' ? ` (replica of ${String(reply[1])}:${String(reply[2])})` : '';
+      fail(`master set ${set.name}: ${at} answers ROLE ${role}${of}, not master: Service ${set.target.namespace}/${set.target.name} points at a node that is not the master${where}`);
+    }
+  } catch (err) {
+    fail(`master set ${set.name}: ${describeError(err, `the stable name ${name}:${port} (${addresses.join(', ')})`)}${where}`);
+  }
 }
