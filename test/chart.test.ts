@@ -11,7 +11,7 @@ import { parse as parseYaml } from 'yaml';
 import { createNamespace, kubectl, testCluster } from './harness/k8s.ts';
 import type { Cluster, RunResult } from './harness/k8s.ts';
 import {
-  CHART, EXAMPLES, HOOK, RELEASE, ROOT, Helm, all, dryRunServer, find, hookEnvNames, mountOf, objects, podSpec, readValues, renderedConfig,
+  CHART, EXAMPLES, HOOK, RELEASE, ROOT, Helm, all, dryRunRelease, dryRunServer, find, hookEnvNames, mountOf, objects, podSpec, readValues, renderedConfig,
 } from './harness/chart.ts';
 import type { Container, K8sObject, RenderOptions, Rule, Volume } from './harness/chart.ts';
 
@@ -78,8 +78,9 @@ describe('rendered manifests on a real API server', () => {
       ['ConfigMap', 'ConfigMap', 'Deployment', 'NetworkPolicy', 'Pod', 'PodDisruptionBudget', 'Role', 'RoleBinding', 'Secret', 'Service', 'Service', 'ServiceAccount'].sort(),
     );
     expect(objs.every((o) => o.metadata.namespace === ns)).toBe(true);
-    const out = await dryRunServer(admin, objs);
+    const out = await dryRunRelease(admin, objs);
     expect(out.trim().split('\n')).toHaveLength(objs.length);
+    expect(out).toContain('pod/sentinel-switch-check created (server dry run)');
   });
 
   it('every option on, Redis in another namespace: passes too (ServiceMonitor under a minimal CRD)', async () => {
@@ -102,7 +103,7 @@ describe('rendered manifests on a real API server', () => {
     expect(find(objs, 'NetworkPolicy').spec).toMatchObject({
       ingress: [{ from: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': redisNs } } }, { podSelector: { matchLabels: { 'app.kubernetes.io/component': 'helm-test' } } }, {}] }],
     });
-    await dryRunServer(admin, objs);
+    await dryRunRelease(admin, objs);
   });
 });
 

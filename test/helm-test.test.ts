@@ -16,7 +16,7 @@ import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { dryRunServer, find, Helm, type K8sObject, podSpec } from './harness/chart.ts';
+import { dryRunRelease, find, Helm, type K8sObject, podSpec } from './harness/chart.ts';
 import { createEndpointSlice, kubectl, kubectlJson, testCluster, waitForName } from './harness/k8s.ts';
 import { NODE_IP } from './harness/netns.ts';
 import { type Stack, startStack, TARGET } from './harness/stack.ts';
@@ -149,7 +149,7 @@ describe('helm test: the chart test pod and the check it runs', () => {
     expect(spec.securityContext).toEqual(deployment.securityContext);
     expect(spec).toMatchObject({ restartPolicy: 'Never', automountServiceAccountToken: false });
     // The whole release, the test pod with it, through validation and admission.
-    const out = await dryRunServer(admin, objs);
+    const out = await dryRunRelease(admin, objs);
     expect(out).toContain('pod/sentinel-switch-check created (server dry run)');
     // With Redis TLS on, the pod mounts the certificates as the Deployment does.
     const tls = await render(['redis.tls.enabled=true', 'redis.tls.existingSecret=redis-crt']);
