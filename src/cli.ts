@@ -32,7 +32,7 @@ export function formatStatus(s: Status): string {
 }
 
 function formatMasterSet(m: MasterSetStatus): string[] {
-  const verdict = m.ok ? 'OK' : m.drift.state === 'drift' ? 'DRIFT' : !m.majority.ok ? 'NO MAJORITY' : 'PROBLEM';
+  const verdict = m.ok ? 'OK' : m.drift.state === 'drift' ? 'DRIFT' : !m.majority.ok ? 'NO MAJORITY' : m.master && !m.master.verified ? 'MASTER NOT VERIFIED' : 'PROBLEM';
   const lines = [`master set ${m.masterSet}: ${verdict}`];
   const maj = m.majority;
   lines.push(`  sentinels     ${maj.ok ? `${maj.agreeing}/${maj.total} agree on ${maj.master}` : 'no majority'}, ${maj.needed} needed`);
@@ -44,7 +44,7 @@ function formatMasterSet(m: MasterSetStatus): string[] {
       ['    NODE', 'ROLE', 'OFFSET', 'LAG', 'REPLICA OF', 'LINK', 'SENTINEL FLAGS'],
       m.nodes.map((n) => [
         `    ${n.address}`,
-        n.role === 'error' ? `error: ${n.error}` : n.role,
+        n.role,
         n.offset === undefined ? '-' : String(n.offset),
         n.lagBytes === undefined ? '-' : String(n.lagBytes),
         n.replicaOf ?? '-',
@@ -53,6 +53,7 @@ function formatMasterSet(m: MasterSetStatus): string[] {
       ]),
     ),
   );
+  for (const n of m.nodes) if (n.error) lines.push(`    ${n.address}: ${n.error}`);
   const t = m.target;
   lines.push(`  target        ${t.kind} Service ${t.service}${t.endpointSlice ? `, EndpointSlice ${t.endpointSlice}` : ''}`);
   lines.push(`                names ${t.error && t.exists === undefined ? `? (${t.error})` : t.exists === false ? '(does not exist)' : (t.current ?? '(nothing)')}`);

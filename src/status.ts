@@ -226,7 +226,8 @@ async function askRole(client: SentinelClient, node: Address): Promise<RoleAnswe
 function nodeStatus(address: string, r: RoleAnswer, flags: string | undefined, masterOffset: number | undefined): NodeStatus {
   const n: NodeStatus = { address, role: 'error' in r.reply ? 'error' : r.reply.role };
   if ('error' in r.reply) n.error = r.reply.error;
-  if (r.offset !== undefined && Number.isFinite(r.offset)) n.offset = r.offset;
+  // A replica reports -1 until its first sync with the master completes: no offset yet.
+  if (r.offset !== undefined && Number.isFinite(r.offset) && r.offset >= 0) n.offset = r.offset;
   if (n.role === 'slave' && n.offset !== undefined && masterOffset !== undefined) n.lagBytes = Math.max(0, masterOffset - n.offset);
   if (r.replicaOf) n.replicaOf = r.replicaOf;
   if (r.linkState) n.linkState = r.linkState;

@@ -44,7 +44,8 @@ describe('sentinel-switch status', () => {
   beforeAll(async () => {
     dir = sandbox('status');
     // No timer run during the test: a Service changed by hand stays wrong until we reconcile.
-    stack = await startStack({ dir, cluster: await testCluster(), config: { reconcileIntervalSeconds: 3600 } });
+    // Sentinel takes 5 s to call a killed master down: the status in between is asked well inside that.
+    stack = await startStack({ dir, cluster: await testCluster(), config: { reconcileIntervalSeconds: 3600 }, redis: { downAfterMs: 5_000 } });
     tokenFile = join(dir, 'sentinel-switch.token');
     inPod = { SENTINEL_SWITCH_CONFIG: stack.service!.configPath };
   });
@@ -145,6 +146,26 @@ describe('sentinel-switch status', () => {
     expect(table.stdout).toMatch(new RegExp(`last switch\\s+\\S+ (hook|event): from ${stack.dnsName(before).replace(/\./g, '\\.')} to master ${afterKey}`));
   });
 
+  it('right after a SIGKILL of the master, before Sentinel fails over: exit 1, the master is not verified and the ROLE error is shown', async () => {
+    const killed = await stack.redis.killMaster();
+    try {
+      const { code, status } = await statusJson();
+      expect(code).toBe(1);
+      const m = status.masterSets[0]!;
+      expect(m.majority.master).toBe(`${killed.host}:${killed.port}`);
+      expect(m.master).toMatchObject({ address: `${killed.host}:${killed.port}`, verified: false, role: expect.stringMatching(/^error: .*ECONNREFUSED/) });
+      expect(m.nodes.find((n) => n.address === `${killed.host}:${killed.port}`)).toMatchObject({ role: 'error', error: expect.stringContaining('ECONNREFUSED') });
+      expect(m.drift.state).toBe('unknown');
+      const table = await cli(['status'], inPod);
+      expect(table.stdout).toContain('master set mymaster: MASTER NOT VERIFIED');
+    } finally {
+      await expect.poll(async () => (await stack.redis.masterByMajority()).host, { timeout: 30_000 }).not.toBe(killed.host);
+      await stack.redis.startNode(killed);
+      await stack.redis.waitStable(30_000);
+    }
+    await expect.poll(async () => (await statusJson()).code, { timeout: 20_000 }).toBe(0);
+  });
+
   it('no majority (two of three sentinels stopped): exit 1, each silent sentinel with its error, and the unverified reconcile as the last failure', async () => {
     const stopped = stack.redis.sentinels.slice(0, 2);
     for (const s of stopped) await stack.redis.stopSentinel(s);
@@ -194,5 +215,40 @@ describe('sentinel-switch status', () => {
     expect(((await ok.json()) as Status).masterSets.map((m) => m.masterSet)).toEqual(['mymaster']);
     const bad = await fetch(`${stack.service!.url}/v1/status?color=red`, { headers: { authorization: `Bearer ${stack.token}` } });
     expect(bad.status).toBe(400);
+  });
+});
+
+describe('sentinel-switch status, target.kind endpointSlice', () => {
+  let stack: Stack;
+  beforeAll(async () => {
+    stack = await startStack({ dir: sandbox('status-slice'), cluster: await testCluster(), target: 'endpointSlice', config: { reconcileIntervalSeconds: 3600 } });
+  });
+  afterAll(async () => stack?.stop());
+
+  it('the target is the Service and its EndpointSlice, naming the master pod ip:port; a slice changed by hand is drift until reconciled', async () => {
+    const env = { SENTINEL_SWITCH_CONFIG: stack.service!.configPath };
+    const master = await stack.redis.masterByMajority();
+    const r = await cli(['status', '--json'], env);
+    expect(r.code).toBe(0);
+    const m = (JSON.parse(r.stdout) as Status).masterSets[0]!;
+    expect(m.target).toEqual({
+      kind: 'endpointSlice', service: `${stack.namespace}/${TARGET}`, endpointSlice: `${stack.namespace}/${TARGET}`, exists: true,
+      current: `${master.host}:${master.port}`, desired: `${master.host}:${master.port}`,
+    });
+    expect(m.drift).toEqual({ state: 'none' });
+
+    const replica = stack.redis.nodes.find((n) => n.host !== master.host)!;
+    const patch = { endpoints: [{ addresses: [replica.host], conditions: { ready: true, serving: true, terminating: false } }] };
+    await kubectl(stack.adminKubeconfig, ['patch', 'endpointslice', TARGET, '-n', stack.namespace, '--type=merge', '-p', JSON.stringify(patch)]);
+    const drifted = await cli(['status'], env);
+    expect(drifted.code).toBe(1);
+    expect(drifted.stdout).toContain(`EndpointSlice ${stack.namespace}/${TARGET}`);
+    expect(drifted.stdout).toContain(`names ${replica.host}:${master.port}`);
+    expect(drifted.stdout).toMatch(/drift\s+DRIFT: /);
+
+    await fetch(`${stack.service!.url}/v1/reconcile`, { method: 'POST', headers: { authorization: `Bearer ${stack.token}`, 'content-type': 'application/json' }, body: '{}' });
+    const fixed = await cli(['status', '--json'], env);
+    expect(fixed.code).toBe(0);
+    expect((JSON.parse(fixed.stdout) as Status).masterSets[0]!.lastSwitch).toMatchObject({ reason: 'manual', from: `${replica.host}:${master.port}`, to: `${master.host}:${master.port}` });
   });
 });
