@@ -1,17 +1,23 @@
-// npm run demo:status
+// npm run demo:status [-- --json]
 // `sentinel-switch status` on the demo sandbox (1 master + 2 replicas + 3 sentinels running our
 // hook, the real kube-apiserver, sentinel-switch as its own process), run as in the pod
 // (`kubectl exec deploy/sentinel-switch -- sentinel-switch status`: everything from the config):
 // at rest; with the Service changed by hand to name a replica (drift) and after the reconcile
 // that repairs it; right after a SIGKILL of the master, while Sentinel has not failed over yet;
-// and after the failover. Prints each table with its exit code. Stops everything it started.
+// and after the failover. Prints each table with its exit code, then times 30 GET /v1/status
+// and 10 runs of the command (a node process each); with --json the last line is a JSON summary
+// of those times. Stops everything it started.
 import { execFile } from 'node:child_process';
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { parseArgs } from 'node:util';
 import { kubectl, startCluster } from '../test/harness/k8s.ts';
 import { type Stack, startStack, TARGET } from '../test/harness/stack.ts';
 import { repoRoot } from '../test/harness/switch.ts';
 import { stopOnSignals } from './lib/signals.ts';
+import { percentile } from './lib/stats.ts';
+
+const { values } = parseArgs({ options: { json: { type: 'boolean', default: false } } });
 
 const dir = join(repoRoot, '.sandbox', `demo-status-${process.pid}`);
 mkdirSync(dir, { recursive: true });
@@ -25,6 +31,7 @@ stopOnSignals(async () => {
 });
 
 let failed = false;
+let summary: Record<string, unknown> | undefined;
 try {
   // No timer run: the drift made by hand stays until the reconcile below.
   stack = await startStack({ dir, cluster, config: { reconcileIntervalSeconds: 3600 } });
@@ -68,9 +75,37 @@ try {
   await s.redis.startNode(killed);
   await s.redis.waitStable(60_000);
   await status('after the failover (the killed node back as a replica)', 0);
+
+  // How long one look takes: the route (all questions of one round) and the whole command.
+  const routeMs: number[] = [];
+  const serverMs: number[] = [];
+  for (let i = 0; i < 30; i++) {
+    const t0 = performance.now();
+    const res = await fetch(`${s.service!.url}/v1/status`, { headers: { authorization: `Bearer ${s.token}` } });
+    const body = (await res.json()) as { masterSets: { durationMs: number }[] };
+    routeMs.push(performance.now() - t0);
+    serverMs.push(body.masterSets[0]!.durationMs);
+  }
+  const cliMs: number[] = [];
+  for (let i = 0; i < 10; i++) {
+    const t0 = performance.now();
+    await new Promise<void>((resolve) => execFile(process.execPath, [join(repoRoot, 'bin/sentinel-switch'), 'status', '--json'], { env: { PATH: process.env.PATH ?? '', SENTINEL_SWITCH_CONFIG: s.service!.configPath } }, () => resolve()));
+    cliMs.push(performance.now() - t0);
+  }
+  const p = (xs: number[]) => ({ p50: round(percentile(xs, 50)), p99: round(percentile(xs, 99)) });
+  summary = { masterSets: 1, nodes: s.redis.nodes.length, sentinels: s.redis.sentinels.length, statusRouteMs: p(routeMs), questionsMs: p(serverMs), commandMs: p(cliMs) };
+  say(`\nGET /v1/status x30: p50 ${fmt(percentile(routeMs, 50))}, p99 ${fmt(percentile(routeMs, 99))} (questions of one master set: p50 ${fmt(percentile(serverMs, 50))}); sentinel-switch status --json x10 (a node process each): p50 ${fmt(percentile(cliMs, 50))}, p99 ${fmt(percentile(cliMs, 99))}`);
 } finally {
   await stack?.stop();
   await cluster.stop();
 }
 rmSync(join(dir, 'k8s', 'etcd-data'), { recursive: true, force: true });
+if (values.json && summary) say(JSON.stringify(summary));
 process.exit(failed ? 1 : 0);
+
+function round(x: number | undefined): number | null {
+  return x === undefined ? null : Math.round(x * 10) / 10;
+}
+function fmt(ms: number | undefined): string {
+  return ms === undefined ? 'n/a' : `${ms.toFixed(1)} ms`;
+}
