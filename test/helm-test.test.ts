@@ -148,6 +148,15 @@ describe('helm test: the chart test pod and the check it runs', () => {
     expect(check.securityContext).toMatchObject({ readOnlyRootFilesystem: true, runAsNonRoot: true, allowPrivilegeEscalation: false });
     expect(spec.securityContext).toEqual(deployment.securityContext);
     expect(spec).toMatchObject({ restartPolicy: 'Never', automountServiceAccountToken: false });
+    // No selector of the release takes the test pod for one of its pods; the NetworkPolicy admits it.
+    const labels = pod.metadata.labels!;
+    const selects = (sel: Record<string, string> | undefined) => sel !== undefined && Object.entries(sel).every(([k, v]) => labels[k] === v);
+    expect(selects((find(objs, 'Service', 'sentinel-switch').spec as { selector: Record<string, string> }).selector)).toBe(false);
+    expect(selects((find(objs, 'Deployment').spec as { selector: { matchLabels: Record<string, string> } }).selector.matchLabels)).toBe(false);
+    expect(selects((find(objs, 'PodDisruptionBudget').spec as { selector: { matchLabels: Record<string, string> } }).selector.matchLabels)).toBe(false);
+    const policy = find(objs, 'NetworkPolicy').spec as { podSelector: { matchLabels: Record<string, string> }; ingress: { from: { podSelector?: { matchLabels: Record<string, string> } }[] }[] };
+    expect(selects(policy.podSelector.matchLabels)).toBe(false);
+    expect(policy.ingress[0]!.from.some((f) => selects(f.podSelector?.matchLabels))).toBe(true);
     // The whole release, the test pod with it, through validation and admission.
     const out = await dryRunRelease(admin, objs);
     expect(out).toContain('pod/sentinel-switch-check created (server dry run)');
