@@ -74,6 +74,9 @@ WORKDIR /app
 COPY package.json ./
 COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /src/dist ./dist
+# `sentinel-switch status|check` (kubectl exec, helm test): with no shell in the image the
+# launcher is a script node runs by its shebang (mode 0755 from git); it loads dist/cli.js.
+COPY bin/sentinel-switch /usr/local/bin/sentinel-switch
 # 10001: outside the range of the base image's own users (node is 1000) and of most host
 # users; the chart sets the same IDs in its securityContext.
 USER 10001:10001

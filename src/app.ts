@@ -8,6 +8,7 @@ import { Kube } from './kube/index.ts';
 import { createMetrics, type Metrics } from './metrics.ts';
 import { Reconciler } from './reconcile.ts';
 import { healthRoutes } from './routes/health.ts';
+import { statusRoutes } from './routes/status.ts';
 import { v1Routes } from './routes/v1.ts';
 import { type SentinelEvent, SentinelEvents } from './sentinel/events.ts';
 import { SentinelClient } from './sentinel/index.ts';
@@ -88,6 +89,7 @@ export async function createService(config: Config, opts: ServiceOptions = {}): 
   });
   await app.register(healthRoutes, { config, reconciler, sentinels, metrics });
   await app.register(v1Routes, { reconciler });
+  await app.register(statusRoutes, { config, reconciler, sentinels });
   if (opts.timer !== false) app.addHook('onReady', async () => reconciler.startTimer());
   // Sentinel's pub/sub: +switch-master runs the same verified reconcile as the hook (both share
   // the master set's single-flight lane); the fence events go to the master set's Fencer.

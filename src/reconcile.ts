@@ -64,6 +64,8 @@ export class Reconciler {
   readonly #targets = new Map<string, Target>();
   /** What a run saw beyond its Outcome, for the fence: every master named, the master recorded on the Service. */
   readonly #seen = new WeakMap<Outcome, { named: Address[]; previousMaster?: Address }>();
+  /** Each master set's last failed or unverified run and when it ended, for `GET /v1/status`. */
+  readonly #lastFailures = new Map<string, { at: Date; outcome: Outcome }>();
   #timer: NodeJS.Timeout | undefined;
   #stopped = false;
 
@@ -100,6 +102,11 @@ export class Reconciler {
   /** The master set's Fencer (the event subscription feeds it). */
   fencer(masterSet: string): Fencer | undefined {
     return this.#fencers.get(masterSet);
+  }
+
+  /** The master set's last failed or unverified run since start (kept after later successes: it is history). */
+  lastFailure(masterSet: string): { at: Date; outcome: Outcome } | undefined {
+    return this.#lastFailures.get(masterSet);
   }
 
   has(masterSet: string): boolean {
@@ -312,6 +319,7 @@ export class Reconciler {
       log[o.reason === 'timer' ? 'debug' : 'info'](line, 'unchanged');
       lane.lastWarning = undefined;
     } else {
+      this.#lastFailures.set(set.name, { at: new Date(), outcome: o });
       log.warn(line, o.result);
       // A failure is told once on the Service, not on every timer tick while it lasts. An
       // unverified hook run is normal mid-failover, so only a failing timer run is reported.

@@ -11,7 +11,7 @@ import { parse as parseYaml } from 'yaml';
 import { createNamespace, kubectl, testCluster } from './harness/k8s.ts';
 import type { Cluster, RunResult } from './harness/k8s.ts';
 import {
-  CHART, EXAMPLES, HOOK, RELEASE, ROOT, Helm, all, dryRunServer, find, hookEnvNames, mountOf, objects, podSpec, readValues, renderedConfig,
+  CHART, EXAMPLES, HOOK, RELEASE, ROOT, Helm, all, dryRunRelease, dryRunServer, find, hookEnvNames, mountOf, objects, podSpec, readValues, renderedConfig,
 } from './harness/chart.ts';
 import type { Container, K8sObject, RenderOptions, Rule, Volume } from './harness/chart.ts';
 
@@ -75,11 +75,12 @@ describe('rendered manifests on a real API server', () => {
     const ns = await createNamespace(admin, 'chart-default');
     const objs = await render({ namespace: ns });
     expect(objs.map((o) => o.kind).sort()).toEqual(
-      ['ConfigMap', 'ConfigMap', 'Deployment', 'NetworkPolicy', 'PodDisruptionBudget', 'Role', 'RoleBinding', 'Secret', 'Service', 'Service', 'ServiceAccount'].sort(),
+      ['ConfigMap', 'ConfigMap', 'Deployment', 'NetworkPolicy', 'Pod', 'PodDisruptionBudget', 'Role', 'RoleBinding', 'Secret', 'Service', 'Service', 'ServiceAccount'].sort(),
     );
     expect(objs.every((o) => o.metadata.namespace === ns)).toBe(true);
-    const out = await dryRunServer(admin, objs);
+    const out = await dryRunRelease(admin, objs);
     expect(out.trim().split('\n')).toHaveLength(objs.length);
+    expect(out).toContain('pod/sentinel-switch-check created (server dry run)');
   });
 
   it('every option on, Redis in another namespace: passes too (ServiceMonitor under a minimal CRD)', async () => {
@@ -100,9 +101,9 @@ describe('rendered manifests on a real API server', () => {
     const targets = all(objs, 'Service').filter((s) => (s.spec as { type: string }).type === 'ExternalName');
     expect(targets.map((t) => `${t.metadata.namespace}/${t.metadata.name}`).sort()).toEqual([`${redisNs}/cache-redis-master`, `${redisNs}/sessions-master`]);
     expect(find(objs, 'NetworkPolicy').spec).toMatchObject({
-      ingress: [{ from: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': redisNs } } }, {}] }],
+      ingress: [{ from: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': redisNs } } }, { podSelector: { matchLabels: { 'app.kubernetes.io/component': 'helm-test' } } }, {}] }],
     });
-    await dryRunServer(admin, objs);
+    await dryRunRelease(admin, objs);
   });
 });
 
@@ -422,12 +423,18 @@ describe('pod hardening', () => {
     expect(all(await render({ set: ['replicaCount=1'] }), 'PodDisruptionBudget')).toEqual([]);
   });
 
-  it('NetworkPolicy lets in only the bitnami/redis pods of the release, on the webhook port', async () => {
+  it('NetworkPolicy lets in only the bitnami/redis pods of the release and its helm test pod, on the webhook port', async () => {
     const np = find(await render(), 'NetworkPolicy');
     expect(np.spec).toEqual({
       podSelector: { matchLabels: { 'app.kubernetes.io/name': 'sentinel-switch', 'app.kubernetes.io/instance': RELEASE } },
       policyTypes: ['Ingress'],
-      ingress: [{ ports: [{ port: 'http', protocol: 'TCP' }], from: [{ podSelector: { matchLabels: { 'app.kubernetes.io/name': 'redis', 'app.kubernetes.io/instance': 'redis' } } }] }],
+      ingress: [{
+        ports: [{ port: 'http', protocol: 'TCP' }],
+        from: [
+          { podSelector: { matchLabels: { 'app.kubernetes.io/name': 'redis', 'app.kubernetes.io/instance': 'redis' } } },
+          { podSelector: { matchLabels: { 'app.kubernetes.io/instance': RELEASE, 'app.kubernetes.io/component': 'helm-test' } } },
+        ],
+      }],
     });
   });
 

@@ -98,6 +98,9 @@ describe('the container image, run as the chart runs it', () => {
       const files = new Set(listing.map((f) => f.replace(/^\.?\//, '')));
       expect(files).toContain('usr/local/bin/node');
       expect(files).toContain('app/dist/server.js');
+      // The `sentinel-switch` command (status, check): a launcher node runs by its shebang.
+      expect(files).toContain('usr/local/bin/sentinel-switch');
+      expect(files).toContain('app/dist/cli.js');
       const unwanted = (re: RegExp) => [...files].filter((f) => re.test(f)).slice(0, 5);
       expect.soft(unwanted(/(^|\/)(ba|da)?sh$/), 'a shell').toEqual([]);
       expect.soft(unwanted(/(^|\/)(npm|npx|yarn|yarnpkg|corepack)$|node_modules\/(npm|corepack)\//), 'a package manager').toEqual([]);
@@ -209,6 +212,16 @@ describe('the container image, run as the chart runs it', () => {
         const [kind, p] = [l.slice(0, 1), l.slice(2)];
         return !((kind === 'A' || kind === 'C') && mountPoints.some((m) => m === p || m.startsWith(`${p}/`)));
       });
+    expect(await written()).toEqual([]);
+
+    // `kubectl exec deploy/sentinel-switch -- sentinel-switch status`: the launcher, with the
+    // env the chart sets and no argument, asks the service in the container on its port.
+    const status = await docker(['exec', '-e', 'SENTINEL_SWITCH_CONFIG=/etc/sentinel-switch/config/config.yaml', container, 'sentinel-switch', 'status', '--json'], { check: false });
+    expect(status.stderr).toBe('');
+    expect(status.code).toBe(0);
+    expect(JSON.parse(status.stdout)).toMatchObject({ ok: true, masterSets: [{ masterSet: 'mymaster', master: { address: `${after.host}:${after.port}`, role: 'master' }, drift: { state: 'none' } }] });
+    const table = await docker(['exec', '-e', 'SENTINEL_SWITCH_CONFIG=/etc/sentinel-switch/config/config.yaml', container, 'sentinel-switch', 'status'], { check: false });
+    expect(table.stdout).toContain('master set mymaster: OK');
     expect(await written()).toEqual([]);
 
     // SIGTERM: drain and exit 0.

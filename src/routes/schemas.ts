@@ -19,6 +19,9 @@ export const failoverEvent = z.strictObject({
 });
 export type FailoverEvent = z.infer<typeof failoverEvent>;
 
+/** GET /v1/status?masterSet=NAME: one master set, or all without it. */
+export const statusQuery = z.strictObject({ masterSet: z.string().min(1).max(128).optional() });
+
 export const reconcileRequest = z.strictObject({ masterSet: z.string().min(1).max(128).optional() });
 
 /** "from.port: expected number, received string; (top level): unrecognized key 'x'" */

@@ -210,7 +210,8 @@ function errorKind(err: unknown): ErrorKind {
   return 'transient';
 }
 
-function describeError(err: unknown, who: string): string {
+/** An error worded for the operator: bad credentials, a missing ACL permission and TLS failures say what to fix. */
+export function describeError(err: unknown, who: string): string {
   const e = err as NodeJS.ErrnoException;
   const msg = e?.message ?? String(err);
   switch (errorKind(err)) {

@@ -11,7 +11,7 @@
 // ExternalName.
 import { lookup } from 'node:dns/promises';
 import type { MasterSetConfig } from '../config.ts';
-import { type EndpointSliceState, planEndpointSlice, type SelectorlessServiceState, servicePort, sliceContent, sliceValue } from '../decide/endpointSlice.ts';
+import { currentSliceValue, type EndpointSliceState, planEndpointSlice, type SelectorlessServiceState, servicePort, sliceContent, sliceValue } from '../decide/endpointSlice.ts';
 import { type Address, classifyHost, type Plan } from '../decide/index.ts';
 import { type Kube, type PodMatch, type ServiceRef, serviceId } from '../kube/index.ts';
 import { withTimeout } from '../timeout.ts';
@@ -56,6 +56,10 @@ export class EndpointSliceTarget implements Target<State, SliceDesired> {
       );
     }
     return { value: sliceValue({ ip, port: master.port }), ip, port: master.port, pod };
+  }
+
+  current(state: State): string | undefined {
+    return currentSliceValue(state.slice);
   }
 
   plan(state: State, want: SliceDesired): Plan {

@@ -43,6 +43,10 @@ export class ExternalNameTarget implements Target<State> {
     return { value: name };
   }
 
+  current(state: State): string | undefined {
+    return state.exists ? state.externalName : undefined;
+  }
+
   plan(state: State, want: Desired): Plan {
     return planService(state, want.value, `${this.service.namespace}/${this.service.name}`);
   }

@@ -33,6 +33,8 @@ export interface Target<S extends TargetState = TargetState, D extends Desired =
   read(): Promise<S>;
   /** What the target must hold for this verified master; throws TargetError when nothing valid can be written. */
   desired(master: Address): Promise<D>;
+  /** Pure: what the target names now, shown as `Desired.value` shows it; undefined when it names nothing. */
+  current(state: S): string | undefined;
   /** Pure: what to do, given what is there and what must be. */
   plan(state: S, want: D): Plan;
   /** Writes `want`; a write after `state` was read by anyone else fails with a KubeError 'conflict'. */

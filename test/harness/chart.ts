@@ -103,6 +103,23 @@ export function hookEnvNames(): Set<string> {
   return new Set(readFileSync(HOOK, 'utf8').match(/\bSENTINEL_SWITCH_[A-Z_]+\b/g) ?? []);
 }
 
+/** A `helm test` hook (templates/tests/): created by `helm test`, after the release is installed. */
+export const isTestHook = (o: K8sObject): boolean => o.metadata.annotations?.['helm.sh/hook'] === 'test';
+
+/**
+ * The release as `helm install` then `helm test` would send it: the objects through a server-side
+ * dry run, then, since admission of a test pod needs its ServiceAccount to exist (helm test runs
+ * after the install created it), the ServiceAccount for real and the test hooks dry-run.
+ */
+export async function dryRunRelease(kubeconfig: string, objs: K8sObject[]): Promise<string> {
+  const release = objs.filter((o) => !isTestHook(o));
+  const out = await dryRunServer(kubeconfig, release);
+  const accounts = release.filter((o) => o.kind === 'ServiceAccount');
+  if (accounts.length) await kubectl(kubeconfig, ['apply', '-f', '-'], accounts.map((o) => JSON.stringify(o)).join('\n---\n'));
+  const tests = objs.filter(isTestHook);
+  return tests.length ? out + (await dryRunServer(kubeconfig, tests)) : out;
+}
+
 /** Every manifest through the real API server's validation and admission, without persisting. */
 export async function dryRunServer(kubeconfig: string, objs: K8sObject[]): Promise<string> {
   const text = objs.map((o) => JSON.stringify(o)).join('\n---\n');
