@@ -67,7 +67,7 @@ describe('target.kind endpointSlice, headless Service: CoreDNS answers exactly t
     await stack.redis.failover();
     await expect.poll(async () => (await stack.redis.masterByMajority()).host, { timeout: 20_000 }).not.toBe(before.host);
     const after = await stack.redis.masterByMajority();
-    await stack.waitForSlice(after.host, 15_000);
+    const moved = await stack.waitForSlice(after.host, 15_000);
     await expect.poll(() => resolveName(stack.stableName), { timeout: 10_000 }).toEqual([after.host]);
     await sleep(1_500); // past every hook call and the follow-up runs
     const { answers, odd } = await sampler.stop();
@@ -76,7 +76,9 @@ describe('target.kind endpointSlice, headless Service: CoreDNS answers exactly t
     expect(sliceWritesSince(stack, since)).toBe(1);
     expect((await stack.readEndpointSlice()).addresses).toEqual([after.host]);
     // The pod IP itself, not a cluster IP: the app's connection goes to the new master's address.
-    const hit = await waitNewAck({ writer: app, switchAtMs: since, master: { ...after, password: stack.redis.password }, deadlineMs: nowMs() + 20_000 });
+    // Counted from the slice's write (after the promotion): the old master's acks from then on
+    // never reach the new one.
+    const hit = await waitNewAck({ writer: app, switchAtMs: moved.atMs, master: { ...after, password: stack.redis.password }, deadlineMs: nowMs() + 20_000 });
     expect(hit, 'a write acknowledged by the new master, dialled by the Service name').toBeDefined();
     expect(hit!.addr).toBe(after.host);
     await app.stop();
