@@ -365,7 +365,9 @@ async function runRound(s: Stack, i: number, kind: Kind, fencing: Fencing, windo
     for (const f of firsts) if (f) closeAfter = Math.max(closeAfter, f.sentAt + 1);
     if (process.env.BENCH_APP_DUMP) say(`    first new acks (ms after the switch): ${firsts.map((f) => (f ? `#${f.seq} sent ${(f.sentAt - at).toFixed(0)} acked ${(f.ackAt! - at).toFixed(0)}` : 'none')).join(', ')}; stable ${(stableAt - at).toFixed(0)}, now ${(now() - at).toFixed(0)}`);
   }
-  await sleep(Math.max(0, closeAfter + WINDOW_LAG_MS - now()));
+  // A timer may fire a few ms early against performance.now() (libuv's loop clock is taken at the
+  // start of the iteration): sleep again until the window really reaches past every first new ack.
+  for (const until = closeAfter + WINDOW_LAG_MS; now() < until;) await sleep(until - now());
   const windowEnd = now() - WINDOW_LAG_MS;
   for (const m of judged) {
     const v = await judgeWindow({ writer: writers.get(m)!, fromMs: windowStart, toMs: windowEnd, master, switchAtMs: switchAt, frozen });

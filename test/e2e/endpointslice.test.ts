@@ -64,7 +64,7 @@ describe('target.kind endpointSlice: the slice follows the verified master, once
     await expect.poll(() => app!.records.some((r) => r.ackAt !== undefined), { timeout: 15_000 }).toBe(true);
     const since = nowMs();
     const after = await failoverAndWaitForMajority(stack);
-    await stack.waitForSlice(after.host, 15_000);
+    const moved = await stack.waitForSlice(after.host, 15_000);
     await sleep(1_500); // past every hook call and the follow-up runs
     expect(sliceWritesSince(stack, since)).toBe(1);
     expect(serviceWritesSince(stack, since)).toBe(0);
@@ -75,7 +75,9 @@ describe('target.kind endpointSlice: the slice follows the verified master, once
     expect(slice.annotations['sentinel-switch.io/previous-target']).toBe(`${before.host}:${before.port}`);
     expect(slice.annotations['sentinel-switch.io/master']).toBe(`${after.host}:${after.port}`);
     expect(['hook', 'event']).toContain(slice.annotations['sentinel-switch.io/last-switch-reason']);
-    const hit = await waitNewAck({ writer: app, switchAtMs: since, master: { ...after, password: stack.redis.password }, deadlineMs: nowMs() + 20_000 });
+    // Counted from the slice's write, after the promotion: counted from `since`, a write the old
+    // master acknowledged before the promotion is on the new master too (replicated) and would pass.
+    const hit = await waitNewAck({ writer: app, switchAtMs: moved.atMs, master: { ...after, password: stack.redis.password }, deadlineMs: nowMs() + 20_000 });
     expect(hit, 'a write acknowledged by the new master, through the cluster IP').toBeDefined();
     expect(hit!.addr).toBe(stack.clusterIP);
     // The story is on the Service, as for ExternalName.

@@ -47,6 +47,8 @@ export interface StackOptions {
    * IP (needs the data plane: the API server refuses loopback addresses in a slice).
    */
   target?: 'externalName' | 'endpointSlice';
+  /** target endpointSlice: the Service is headless (clusterIP: None, the chart's target.headless). */
+  headless?: boolean;
 }
 
 /** One change of the target EndpointSlice (target.kind endpointSlice), from an API watch. */
@@ -101,7 +103,7 @@ export interface Stack {
   waitForSlice(ip: string, timeoutMs: number): Promise<SliceChange>;
   /** target endpointSlice: the slice as the API server has it now. */
   readEndpointSlice(): Promise<{ addresses: string[]; port?: number; resourceVersion: string; labels: Record<string, string>; annotations: Record<string, string> }>;
-  /** target endpointSlice: the Service's cluster IP (kube-proxy routes it to the slice). */
+  /** target endpointSlice: the Service's cluster IP (kube-proxy routes it to the slice); 'None' when headless. */
   clusterIP?: string;
   stop(): Promise<void>;
 }
@@ -120,6 +122,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
   if (kind === 'endpointSlice' && !opts.cluster.dataPlane) {
     throw new Error("stack: target 'endpointSlice' needs the cluster's data plane (the API server refuses loopback addresses in an EndpointSlice): run inside the sandbox namespace (scripts/dev.sh test|run)");
   }
+  if (opts.headless && kind !== 'endpointSlice') throw new Error("stack: headless is only for target 'endpointSlice'");
   if (announce === 'hostname' && !opts.cluster.dataPlane) {
     throw new Error("stack: redis.announce 'hostname' needs the cluster's DNS: run inside the sandbox namespace (scripts/dev.sh test|run)");
   }
@@ -155,7 +158,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
   if (kind === 'endpointSlice') {
     // As the chart creates them: the Service's port name is the slice's port name.
     const port = { name: 'tcp-redis', port: redis.nodes[0]!.port };
-    clusterIP = await createSelectorlessService(admin, namespace, TARGET, [port]);
+    clusterIP = await createSelectorlessService(admin, namespace, TARGET, [port], { headless: opts.headless === true });
     await createEndpointSlice(admin, namespace, { name: TARGET, service: TARGET, port, addresses: [nodeOf(await redis.masterByMajority()).host] });
   } else {
     await createExternalNameService(admin, namespace, TARGET, dnsName(await redis.masterByMajority()));
