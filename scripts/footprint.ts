@@ -241,8 +241,8 @@ try {
   say(`  sandbox ${dir}; CLK_TCK ${clkTck}`);
   if (variants.includes('dist') && !values['no-build']) {
     const t = performance.now();
-    await promisify(execFile)(process.execPath, [join(repoRoot, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json'], { cwd: repoRoot });
-    say(`  built dist/ (tsc -p tsconfig.build.json, as npm run build) in ${Math.round(performance.now() - t)} ms`);
+    await promisify(execFile)(process.execPath, [join(repoRoot, 'scripts/build.ts')], { cwd: repoRoot });
+    say(`  built dist/server.js (scripts/build.ts: tsc types, esbuild bundle, as npm run build) in ${Math.round(performance.now() - t)} ms`);
   }
   if (variants.includes('dist') && !existsSync(join(repoRoot, 'dist/server.js'))) throw new Error('dist/server.js is missing: run npm run build or drop --no-build');
 
