@@ -22,6 +22,9 @@ export class ApiError extends Error {
   }
 }
 
+/** A request on a kept-alive connection that the server had closed: sent again once. */
+class Reused extends Error {}
+
 /** No answer within the request timeout (the request was aborted). */
 export class TimeoutError extends Error {}
 
@@ -57,11 +60,23 @@ export class KubeClient {
 
   /** The request as parsed JSON; ApiError for an HTTP error, TimeoutError, or the network's error (ECONNREFUSED, a certificate error, ENOTFOUND). */
   async request<T = unknown>(method: string, path: string, o: RequestOptions = {}): Promise<T> {
+    try {
+      return await this.#once<T>(method, path, o);
+    } catch (err) {
+      // A kept-alive connection the server closed while it was idle fails at once; sending again
+      // on a new one is what node's documentation advises (req.reusedSocket). A repeated patch is
+      // harmless: it carries the resourceVersion it was decided on.
+      if (!(err instanceof Reused)) throw err;
+      return this.#once<T>(method, path, o);
+    }
+  }
+
+  async #once<T>(method: string, path: string, o: RequestOptions): Promise<T> {
     const { req, timer } = await this.#start(method, path, o, this.#timeoutMs);
     return new Promise<T>((resolve, reject) => {
-      req.once('error', (err) => {
+      req.once('error', (err: NodeJS.ErrnoException) => {
         clearTimeout(timer);
-        reject(err);
+        reject(req.reusedSocket && (err.code === 'ECONNRESET' || err.code === 'EPIPE') ? new Reused(err.message) : err);
       });
       req.once('response', (res) => {
         const chunks: Buffer[] = [];
