@@ -44,6 +44,20 @@ export class ServerConfiguration { constructor() { no(); } }`,
 export class Agent { constructor() { no(); } }
 export class ProxyAgent { constructor() { no(); } }`,
   },
+  // zod's namespace object re-exports every locale (45 of them, ~40% of zod's code) and so
+  // defeats tree shaking; the service speaks English (zod's default, which stays).
+  {
+    module: /^\.\.\/locales\/index\.js$/,
+    importer: /[/\\]zod[/\\]v4[/\\](classic|core)[/\\][^/\\]+\.js$/,
+    contents: `export { default as en } from 'zod/v4/locales/en.js';`,
+  },
+  // Fastify's inject() (tests only) and its JSON-schema compilers: our routes validate with zod
+  // and declare no JSON schema, so fastify never compiles one at runtime.
+  {
+    module: /^light-my-request$/,
+    importer: /[/\\]fastify[/\\]/,
+    contents: `module.exports = function inject() { throw new Error('sentinel-switch bundle: fastify inject() is not included (tests run the sources)'); };`,
+  },
 ];
 
 const stubs: Plugin = {
@@ -53,7 +67,7 @@ const stubs: Plugin = {
       const i = STUBS.findIndex((s) => s.module.test(a.path) && (!s.importer || s.importer.test(a.importer)));
       return i < 0 ? undefined : { path: String(i), namespace: 'stub' };
     });
-    b.onLoad({ filter: /.*/, namespace: 'stub' }, (a) => ({ contents: STUBS[Number(a.path)]!.contents, loader: 'js' }));
+    b.onLoad({ filter: /.*/, namespace: 'stub' }, (a) => ({ contents: STUBS[Number(a.path)]!.contents, loader: 'js', resolveDir: root }));
   },
 };
 
@@ -72,8 +86,19 @@ const result = await build({
   target: 'node24',
   format: 'esm',
   // CommonJS dependencies (ioredis, pino, ...) call require() for node's own modules.
-  banner: { js: "import { createRequire as __ssCreateRequire } from 'node:module'; const require = __ssCreateRequire(import.meta.url);" },
+  banner: {
+    js: [
+      "import { createRequire as __ssCreateRequire } from 'node:module'; const require = __ssCreateRequire(import.meta.url);",
+      "import { setFlagsFromString as __ssV8Flags } from 'node:v8'; __ssV8Flags('--optimize-for-size'); __ssV8Flags('--max-semi-space-size=1');",
+    ].join('\n'),
+  },
   legalComments: 'none', // the packages' license files are copied below, whole
+  // Minified: node keeps every script's source in memory, and one non-ASCII character in any
+  // comment makes V8 keep the whole bundle as UTF-16 (2 bytes a character). keepNames: class and
+  // function names stay (error names, logs).
+  minify: true,
+  keepNames: true,
+  charset: 'ascii',
   metafile: true,
   logLevel: 'warning',
   plugins: [stubs],
