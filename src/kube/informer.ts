@@ -174,7 +174,7 @@ export class Informer<T> {
         needLoad = true;
         const forbidden = err instanceof ApiError && err.status === 403;
         const wait = forbidden ? (this.#o.forbiddenRetryMs ?? 60_000) : backoff;
-        this.#setState(forbidden ? 'forbidden' : 'retrying', `${describe(err)}; reading the API directly, watching again in ${Math.round(wait / 1000)} s`);
+        this.#setState(forbidden ? 'forbidden' : 'retrying', `${describe(err)}; reading the API directly, watching again in ${wait < 1000 ? `${wait} ms` : `${Math.round(wait / 1000)} s`}`);
         await this.#pause(wait);
         if (!forbidden) backoff = Math.min(backoff * 2, this.#o.maxBackoffMs ?? 30_000);
       }
