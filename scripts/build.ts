@@ -10,7 +10,14 @@
 // makeApiClient() and applySecurityAuthentication(), i.e. for the generated clients, which we do
 // not use (src/kube/client.ts). Everything KubeConfig does for us stays real: kubeconfig files,
 // in-cluster config, token files, exec/OIDC/Azure/GCP auth, CA and client certificates, and the
-// proxy agents of applyToHTTPSOptions (hpagent, socks-proxy-agent). docs/benchmarks.md, footprint.
+// proxy agents of applyToHTTPSOptions (hpagent, socks-proxy-agent). Also stubbed: zod's other
+// locales (English is its default and stays) and fastify's inject() (tests run the sources).
+//
+// The bundle's first line tells V8 to favour memory over peak speed: --optimize-for-size (smaller
+// young generation, a memory reducer that gives pages back at idle), 1 MiB semi-spaces, and no
+// optimizing tiers (--no-maglev --no-turbofan: their code in the node binary is never paged in,
+// ~5 MiB; our work is a few ms of I/O per failover, run by Ignition and Sparkplug). Set from inside
+// because the image's entrypoint is plain `node dist/server.js`. docs/benchmarks.md, footprint.
 //
 //   node scripts/build.ts [--no-typecheck] [--metafile FILE]
 import { execFileSync } from 'node:child_process';
@@ -89,7 +96,7 @@ const result = await build({
   banner: {
     js: [
       "import { createRequire as __ssCreateRequire } from 'node:module'; const require = __ssCreateRequire(import.meta.url);",
-      "import { setFlagsFromString as __ssV8Flags } from 'node:v8'; __ssV8Flags('--optimize-for-size'); __ssV8Flags('--max-semi-space-size=1');",
+      "import { setFlagsFromString as __ssV8Flags } from 'node:v8'; __ssV8Flags('--optimize-for-size'); __ssV8Flags('--max-semi-space-size=1'); __ssV8Flags('--no-turbofan'); __ssV8Flags('--no-maglev');",
     ].join('\n'),
   },
   legalComments: 'none', // the packages' license files are copied below, whole
