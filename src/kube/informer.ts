@@ -79,6 +79,8 @@ export class Informer<T> {
   #detail = 'loading';
   #stream: { abort(): void } | undefined;
   #restart: 'resume' | 'relist' | undefined;
+  /** A watch ERROR event other than 410: the stream is cut and the loop backs off, as after a network error. */
+  #eventError: string | undefined;
   #sleep: { timer: NodeJS.Timeout; wake: () => void } | undefined;
   #held: WatchEvent[] | undefined;
   /** Settles with the first load: callers that found no cache wait for it instead of reading twice. */
@@ -183,6 +185,7 @@ export class Informer<T> {
 
   async #watchOnce(): Promise<void> {
     this.#restart = undefined;
+    this.#eventError = undefined;
     const timeoutSeconds = this.#o.timeoutSeconds ?? 240 + Math.floor(Math.random() * 120);
     let idle: NodeJS.Timeout | undefined;
     const stream = await this.#o.client.stream(
@@ -206,6 +209,7 @@ export class Informer<T> {
       if (!this.#stopped()) this.#setState('watching', 'watching');
       await stream.done;
     } catch (err) {
+      if (this.#eventError) throw new Error(this.#eventError);
       if (!this.#restart || this.#stopped()) throw err; // an abort we asked for is a clean end
     } finally {
       clearTimeout(idle);
@@ -220,8 +224,10 @@ export class Informer<T> {
     }
     const effect = applyEvent(this.#items, e, this.#o.pick);
     if (effect.resourceVersion) this.#rv = effect.resourceVersion;
-    if (effect.relist || effect.error) {
-      if (effect.error) this.#setState('retrying', `${effect.error}; loading again`);
+    if (effect.error) {
+      this.#eventError = effect.error;
+      this.#stream?.abort();
+    } else if (effect.relist) {
       this.#restart = 'relist';
       this.#stream?.abort();
     }
