@@ -3,11 +3,13 @@
 #   docker build -t sentinel-switch:0.1.0 .
 #   docker run sentinel-switch:0.1.0 --config /etc/sentinel-switch/config/config.yaml
 #
-# Four stages, one base: `build` compiles TypeScript to dist/, `deps` installs production
-# dependencies only, `rootfs` collects the node binary and the shared libraries it links, and
-# the runtime stage is FROM scratch with those and our files and nothing else: no shell, no
-# package manager (npm, npx, yarn, corepack), no headers, no compiler, no dev dependencies, no
-# sources, no tests, no scripts.
+# Three stages, one base: `build` type-checks and bundles the service with the dependencies it
+# uses into one file, dist/server.js, with their license files in dist/licenses/ (scripts/build.ts,
+# what `npm run build` does), `rootfs` collects the node binary and the shared libraries it links,
+# and the runtime stage is FROM scratch with those and our files and nothing else: no shell, no
+# package manager (npm, npx, yarn, corepack), no node_modules, no headers, no compiler, no dev
+# dependencies, no sources, no tests, no scripts. (The bundle is also what keeps the process
+# small: docs/benchmarks.md, footprint.)
 #
 # The runtime is built for the chart's pod security settings: numeric non-root UID/GID (so
 # runAsNonRoot can verify it without /etc/passwd), nothing written at runtime (so
@@ -33,22 +35,9 @@ RUN if [ -f build-ca.pem ]; then export NODE_EXTRA_CA_CERTS=/src/build-ca.pem; f
  && npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
-RUN node node_modules/typescript/bin/tsc -p tsconfig.build.json
-
-# ---------------------------------------------------------------------------------------------
-FROM ${NODE_IMAGE} AS deps
-WORKDIR /app
-COPY package.json package-lock.json build-ca.pe[m] ./
-# Production dependencies only. Type declarations, source maps, TypeScript sources and
-# Markdown are never loaded at runtime; dropping them halves node_modules (about 116 MB ->
-# 48 MB, most of it from @kubernetes/client-node's generated models). License and notice files
-# stay, whatever their extension (LICENSE.md of jose, ms, openid-client, ...).
-RUN if [ -f build-ca.pem ]; then export NODE_EXTRA_CA_CERTS=/app/build-ca.pem; fi \
- && npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
- && find node_modules -type f \( -name '*.map' -o -name '*.ts' -o -name '*.mts' -o -name '*.cts' \
-      -o -iname '*.md' -o -iname '*.markdown' \) \
-      ! -iname 'license*' ! -iname 'licence*' ! -iname 'notice*' ! -iname 'copying*' ! -iname 'authors*' -delete \
- && rm -f build-ca.pem
+COPY scripts/build.ts ./scripts/build.ts
+# tsc -p tsconfig.build.json (types only), then esbuild: dist/server.js + dist/licenses/.
+RUN node scripts/build.ts
 
 # ---------------------------------------------------------------------------------------------
 # node and exactly the shared libraries it loads (ldd), at the paths it loads them from, plus
@@ -70,9 +59,8 @@ ENV NODE_ENV=production PATH=/usr/local/bin
 COPY --from=rootfs /rootfs/ /
 WORKDIR /app
 # Owned by root and read-only for the runtime user: the process cannot modify its own code.
-# package.json is needed at runtime: its "type": "module" makes dist/*.js ES modules.
+# package.json is needed at runtime: its "type": "module" makes dist/server.js an ES module.
 COPY package.json ./
-COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /src/dist ./dist
 # `sentinel-switch status|check` (kubectl exec, helm test): with no shell in the image the
 # launcher is a script node runs by its shebang (mode 0755 from git); it loads dist/cli.js.

@@ -39,6 +39,8 @@ const { values } = parseArgs({
     starts: { type: 'string', default: '3' },
     variants: { type: 'string', default: 'src,dist' },
     'no-build': { type: 'boolean', default: false },
+    // Extra environment of the measured process, e.g. --env NODE_OPTIONS=--max-semi-space-size=1 (repeatable).
+    env: { type: 'string', multiple: true, default: [] },
     json: { type: 'boolean', default: false },
   },
 });
@@ -47,6 +49,13 @@ if (!Number.isFinite(windowSeconds) || windowSeconds < 5 || windowSeconds > 3_60
 const starts = Number(values.starts);
 if (!Number.isInteger(starts) || starts < 1 || starts > 20) throw new Error('--starts must be 1..20');
 const variants = values.variants.split(',').map((v) => v.trim());
+const extraEnv = Object.fromEntries(
+  values.env.map((kv) => {
+    const i = kv.indexOf('=');
+    if (i < 1) throw new Error(`--env ${kv}: expected NAME=VALUE`);
+    return [kv.slice(0, i), kv.slice(i + 1)];
+  }),
+);
 if (!variants.length || variants.some((v) => v !== 'src' && v !== 'dist')) throw new Error('--variants is a list of src and dist');
 if (!existsSync('/proc/self/stat')) throw new Error('footprint needs Linux /proc');
 
@@ -111,6 +120,21 @@ function memoryKiB(pid: number): { rss: number; hwm: number } {
   return { rss: kib('VmRSS'), hwm: kib('VmHWM') };
 }
 
+/** Resident memory by kind of mapping: the node binary's pages, malloc's brk heap, other anonymous memory (V8's heap, thread arenas), shared libraries. */
+function residentBreakdownMiB(pid: number): Record<string, number> {
+  const out: Record<string, number> = { nodeBinary: 0, mallocHeap: 0, anonymous: 0, libraries: 0 };
+  let kind = 'anonymous';
+  for (const line of readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
+    const m = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
+    if (m) {
+      const name = m[1] ?? '';
+      kind = name.endsWith('/node') ? 'nodeBinary' : name === '[heap]' ? 'mallocHeap' : name === '' || name.startsWith('[') ? 'anonymous' : 'libraries';
+    } else if (line.startsWith('Rss:')) out[kind]! += Number(line.split(/\s+/)[1]) / 1024;
+  }
+  for (const k of Object.keys(out)) out[k] = Math.round(out[k]! * 10) / 10;
+  return out;
+}
+
 interface StartResult {
   pid: number;
   toHealthyMs: number;
@@ -124,7 +148,7 @@ async function startService(variant: string, configPath: string, port: number, e
   const t0 = performance.now();
   const c = spawn(process.execPath, [join(repoRoot, entry), '--config', configPath], {
     cwd: repoRoot,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env, ...extraEnv },
     stdio: ['ignore', log, log],
   });
   closeSync(log);
@@ -162,6 +186,7 @@ interface VariantResult {
   cpuTicks: number;
   rssMiB: number;
   peakRssMiB: number;
+  residentMiB: Record<string, number>;
   timerRunsInWindow: number;
   windowSeconds: number;
 }
@@ -202,6 +227,7 @@ async function measure(variant: string, configPath: string, port: number, env: R
   const c2 = cpuTicks(pid);
   const t2 = performance.now();
   const mem = memoryKiB(pid);
+  const resident = residentBreakdownMiB(pid);
   const runsAfter = await timerRuns(port);
   await stopChild();
   const seconds = (t2 - t1) / 1000;
@@ -216,6 +242,7 @@ async function measure(variant: string, configPath: string, port: number, env: R
     cpuTicks: c2 - c1,
     rssMiB: r1(mem.rss / 1024),
     peakRssMiB: r1(mem.hwm / 1024),
+    residentMiB: resident,
     timerRunsInWindow: runsAfter - runsBefore,
     windowSeconds: Math.round(seconds * 10) / 10,
   };
@@ -241,8 +268,8 @@ try {
   say(`  sandbox ${dir}; CLK_TCK ${clkTck}`);
   if (variants.includes('dist') && !values['no-build']) {
     const t = performance.now();
-    await promisify(execFile)(process.execPath, [join(repoRoot, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json'], { cwd: repoRoot });
-    say(`  built dist/ (tsc -p tsconfig.build.json, as npm run build) in ${Math.round(performance.now() - t)} ms`);
+    await promisify(execFile)(process.execPath, [join(repoRoot, 'scripts/build.ts')], { cwd: repoRoot });
+    say(`  built dist/server.js (scripts/build.ts: tsc types, esbuild bundle, as npm run build) in ${Math.round(performance.now() - t)} ms`);
   }
   if (variants.includes('dist') && !existsSync(join(repoRoot, 'dist/server.js'))) throw new Error('dist/server.js is missing: run npm run build or drop --no-build');
 
@@ -293,6 +320,7 @@ try {
     const r = await measure(variant, configPath, port, env);
     out.push(r);
     say(`  idle over ${r.windowSeconds} s: ${r.cpuTicks} ticks -> ${r.idleMilliCpu} mCPU; ${r.timerRunsInWindow} timer reconcile runs in the window`);
+    say(`  resident at the end (MiB): ${Object.entries(r.residentMiB).map(([k, v]) => `${k} ${v}`).join(', ')}`);
   }
 } catch (err) {
   failed = (err as Error).stack ?? String(err);

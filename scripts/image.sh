@@ -43,7 +43,8 @@ DOCKERD=/usr/sbin/dockerd
 BUILD_CA=${SENTINEL_SWITCH_BUILD_CA:-/etc/ssl/certs/ca-certificates.crt}
 
 # What goes into the image; the same list the .dockerignore allows.
-inputs() { printf '%s\n' Dockerfile .dockerignore package.json package-lock.json tsconfig.json tsconfig.build.json bin/sentinel-switch; find src -type f | LC_ALL=C sort; }
+inputs() { printf '%s
+' Dockerfile .dockerignore package.json package-lock.json tsconfig.json tsconfig.build.json bin/sentinel-switch scripts/build.ts; find src -type f | LC_ALL=C sort; }
 input_hash() { { echo "$BASE_IMAGE"; inputs | while read -r f; do printf '%s\n' "$f"; cat "$f"; done; } | sha256sum | cut -c1-16; }
 
 install_packages() {

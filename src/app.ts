@@ -49,6 +49,7 @@ export async function createService(config: Config, opts: ServiceOptions = {}): 
     throw new ConfigError('token must be printable ASCII without spaces (it travels in an Authorization header)');
   }
   const kube = opts.kube ?? Kube.fromConfig(config.kubernetes);
+  kube.log ??= log;
   const sentinels = new Map(config.masterSets.map((s) => [s.name, new SentinelClient(s, config.redisTimeoutMs)]));
   const metrics = createMetrics({ defaultMetrics: opts.defaultMetrics });
   const reconciler = new Reconciler({ config, sentinels, kube, log, metrics });
@@ -120,6 +121,7 @@ export async function createService(config: Config, opts: ServiceOptions = {}): 
       await app.close();
       for (const s of subscriptions) s.stop();
       await reconciler.stop();
+      kube.close();
       await Promise.all([...sentinels.values()].map((c) => c.close()));
     },
   };

@@ -202,7 +202,7 @@ export class Reconciler {
     let outcome: Outcome | undefined;
     for (let attempt = 1; !outcome; attempt++) {
       // A 409 means someone wrote between our read and our patch: decide again on fresh data.
-      outcome = await this.#once(set, reason, attempt < 3);
+      outcome = await this.#once(set, reason, attempt);
     }
     outcome.durationMs = Math.round((performance.now() - started) * 1000) / 1000;
     this.#record(set, outcome, log);
@@ -221,8 +221,9 @@ export class Reconciler {
     return outcome;
   }
 
-  /** One read-ask-decide-apply pass; undefined when the patch met a 409 and `mayRetry` is set. */
-  async #once(set: MasterSetConfig, reason: Reason, mayRetry: boolean): Promise<Outcome | undefined> {
+  /** One read-ask-decide-apply pass; undefined when the patch met a 409 and another attempt may follow. */
+  async #once(set: MasterSetConfig, reason: Reason, attempt: number): Promise<Outcome | undefined> {
+    const mayRetry = attempt < 3;
     const target = this.#targets.get(set.name)!;
     const base = { masterSet: set.name, reason, service: serviceId(target.service), changed: false, durationMs: 0 };
     const client = this.#sentinels.get(set.name)!;
@@ -235,7 +236,8 @@ export class Reconciler {
     // sentinels would let a newer write hide behind an older answer (found by the chaos run).
     let state: TargetState;
     try {
-      state = await target.read();
+      // The first attempt may read the watch-fed cache; after a 409 only the API's answer counts.
+      state = await target.read({ fresh: attempt > 1 });
     } catch (err) {
       if (!(err instanceof KubeError)) throw err;
       return { ...base, votes: [], result: 'failed', retryable: err.kind === 'unavailable', why: err.message, timingsMs };

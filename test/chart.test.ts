@@ -270,21 +270,21 @@ describe('RBAC: least privilege, the same as deploy/rbac.yaml', () => {
   const fileRole = find(rbacFile, 'Role');
   const fileRules = fileRole.rules as Rule[];
 
-  it('deploy/rbac.yaml is namespace-free and grants exactly services get/patch by name, endpointslices get/patch by name, pods list, events create', () => {
+  it('deploy/rbac.yaml is namespace-free and grants exactly services get/patch/watch by name, endpointslices get/patch/watch by name, pods list/watch, events create', () => {
     expect(rbacFile.map((o) => o.kind).sort()).toEqual(['Role', 'RoleBinding', 'ServiceAccount']);
     expect(rbacFile.every((o) => o.metadata.namespace === undefined)).toBe(true);
     expect(canonicalRules(fileRules)).toEqual(
       canonicalRules([
-        { apiGroups: [''], resources: ['services'], resourceNames: ['redis-master'], verbs: ['get', 'patch'] },
-        { apiGroups: ['discovery.k8s.io'], resources: ['endpointslices'], resourceNames: ['redis-master'], verbs: ['get', 'patch'] },
-        { apiGroups: [''], resources: ['pods'], verbs: ['list'] },
+        { apiGroups: [''], resources: ['services'], resourceNames: ['redis-master'], verbs: ['get', 'patch', 'watch'] },
+        { apiGroups: ['discovery.k8s.io'], resources: ['endpointslices'], resourceNames: ['redis-master'], verbs: ['get', 'patch', 'watch'] },
+        { apiGroups: [''], resources: ['pods'], verbs: ['list', 'watch'] },
         { apiGroups: [''], resources: ['events'], verbs: ['create'] },
       ]),
     );
   });
 
   const withoutSlices = (rules: Rule[]): Rule[] => rules.filter((r) => !r.resources?.includes('endpointslices'));
-  it('with ipMapping the chart grants what deploy/rbac.yaml grants for externalName (no endpointslices); without it, the same minus pods list', async () => {
+  it('with ipMapping the chart grants what deploy/rbac.yaml grants for externalName (no endpointslices); without it, the same minus pods list/watch', async () => {
     const withIps = await render({ set: ['ipMapping=true'] });
     expect(canonicalRules(find(withIps, 'Role').rules as Rule[])).toEqual(canonicalRules(withoutSlices(fileRules)));
     const hostnames = await render();
@@ -292,7 +292,7 @@ describe('RBAC: least privilege, the same as deploy/rbac.yaml', () => {
   });
 
   it('target.kind endpointSlice: what deploy/rbac.yaml grants minus patch on services, with or without ipMapping', async () => {
-    const expected = canonicalRules(fileRules.map((r) => (r.resources?.includes('services') ? { ...r, verbs: ['get'] } : r)));
+    const expected = canonicalRules(fileRules.map((r) => (r.resources?.includes('services') ? { ...r, verbs: ['get', 'watch'] } : r)));
     for (const ipMapping of ['false', 'true']) {
       const objs = await render({ values: [endpointSliceValues()], set: [`ipMapping=${ipMapping}`] });
       expect(canonicalRules(find(objs, 'Role').rules as Rule[])).toEqual(expected);
@@ -336,12 +336,12 @@ describe('RBAC: least privilege, the same as deploy/rbac.yaml', () => {
     expect(Object.keys(roles).sort()).toEqual(['data', 'sessions-pods']);
     expect(roles.data).toEqual(
       canonicalRules([
-        { apiGroups: [''], resources: ['services'], resourceNames: ['cache-redis-master', 'sessions-master'], verbs: ['get', 'patch'] },
-        { apiGroups: [''], resources: ['pods'], verbs: ['list'] },
+        { apiGroups: [''], resources: ['services'], resourceNames: ['cache-redis-master', 'sessions-master'], verbs: ['get', 'patch', 'watch'] },
+        { apiGroups: [''], resources: ['pods'], verbs: ['list', 'watch'] },
         { apiGroups: [''], resources: ['events'], verbs: ['create'] },
       ]),
     );
-    expect(roles['sessions-pods']).toEqual(canonicalRules([{ apiGroups: [''], resources: ['pods'], verbs: ['list'] }]));
+    expect(roles['sessions-pods']).toEqual(canonicalRules([{ apiGroups: [''], resources: ['pods'], verbs: ['list', 'watch'] }]));
   });
 
   it('installed for real, the authorizer allows exactly the grants and nothing next to them', async () => {
@@ -352,18 +352,21 @@ describe('RBAC: least privilege, the same as deploy/rbac.yaml', () => {
       (await kubectl(admin, ['auth', 'can-i', '--as', as, '-n', ns, ...args], undefined, { check: false })).stdout.trim();
     expect(await can('get', 'services/redis-master')).toBe('yes');
     expect(await can('patch', 'services/redis-master')).toBe('yes');
+    expect(await can('watch', 'services/redis-master')).toBe('yes');
     expect(await can('create', 'events')).toBe('yes');
     expect(await can('patch', 'services/redis')).toBe('no');
     expect(await can('get', 'services/sentinel-switch')).toBe('no');
     expect(await can('delete', 'services/redis-master')).toBe('no');
     expect(await can('update', 'services/redis-master')).toBe('no');
     expect(await can('list', 'services')).toBe('no');
+    expect(await can('watch', 'services')).toBe('no');
     expect(await can('list', 'pods')).toBe('no');
     expect(await can('create', 'pods', '--subresource=exec')).toBe('no');
     expect(await can('get', 'secrets')).toBe('no');
     expect(await can('get', 'services/redis-master', '-n', 'default')).toBe('no');
     await helm(['upgrade', RELEASE, CHART, '--namespace', ns, '--kubeconfig', admin, '--set', 'ipMapping=true']);
     expect(await can('list', 'pods')).toBe('yes');
+    expect(await can('watch', 'pods')).toBe('yes');
     expect(await can('get', 'pods')).toBe('no');
     await helm(['uninstall', RELEASE, '--namespace', ns, '--kubeconfig', admin]);
   });
@@ -647,14 +650,14 @@ describe('deploy/examples: bitnami/redis wired to what the chart and the hook ex
     }
   });
 
-  it('useHostnames: false pairs with ipMapping: true, which adds pods list and nothing else', async () => {
+  it('useHostnames: false pairs with ipMapping: true, which adds pods list/watch and nothing else', async () => {
     const ips = readValues<{ useHostnames: boolean }>(path.join(EXAMPLES, 'bitnami-redis-values-ips.yaml'));
     expect(ips.useHostnames).toBe(false);
     const oursIps = readValues<{ ipMapping: boolean }>(path.join(EXAMPLES, 'sentinel-switch-values-ips.yaml'));
     expect(oursIps.ipMapping).toBe(true);
     const base = canonicalRules(find(await render({ values: ours }), 'Role').rules as Rule[]);
     const withIps = canonicalRules(find(await render({ values: [...ours, path.join(EXAMPLES, 'sentinel-switch-values-ips.yaml')] }), 'Role').rules as Rule[]);
-    expect(withIps).toEqual(canonicalRules([...base, { apiGroups: [''], resources: ['pods'], verbs: ['list'] }]));
+    expect(withIps).toEqual(canonicalRules([...base, { apiGroups: [''], resources: ['pods'], verbs: ['list', 'watch'] }]));
   });
 
   it('helmfile: installs our chart first, from the local path, with the example values (both modes)', async () => {

@@ -14,7 +14,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createService } from '../src/app.ts';
 import { parseConfig } from '../src/config.ts';
-import { Kube, PooledKubeConfig } from '../src/kube/index.ts';
+import { Kube, KubeConfig } from '../src/kube/index.ts';
 import { SentinelClient } from '../src/sentinel/index.ts';
 import { createNamespace, testCluster } from './harness/k8s.ts';
 import { type RedisSandbox, startRedisSandbox } from './harness/redis.ts';
@@ -153,9 +153,9 @@ describe('connection-setup errors name their cause (real Redis, ACL users, a ref
       expect(check).toMatchObject({ ok: false, detail: expect.stringMatching(/WRONGPASS.*check the auth password\/username/) });
     });
 
-    it('an unreachable API server: the kubernetes check says ECONNREFUSED, not just "fetch failed"', async () => {
+    it('an unreachable API server: the kubernetes check says ECONNREFUSED and where', async () => {
       const port = await freePort();
-      const kc = new PooledKubeConfig();
+      const kc = new KubeConfig();
       kc.loadFromOptions({
         clusters: [{ name: 'c', server: `https://127.0.0.1:${port}`, skipTLSVerify: true }],
         users: [{ name: 'u', token: 'x' }],
@@ -166,7 +166,7 @@ describe('connection-setup errors name their cause (real Redis, ACL users, a ref
       const r = await readyz({ redisAuth: { password: { env: 'SS_TEST_RIGHT' } } }, new Kube(kc, 3_000));
       expect(r.status).toBe(503);
       const check = r.body.checks.find((c) => c.name.startsWith('kubernetes:'));
-      expect(check?.detail).toMatch(new RegExp(`fetch failed: .*ECONNREFUSED 127\\.0\\.0\\.1:${port}`));
+      expect(check?.detail).toMatch(new RegExp(`Kubernetes API unreachable for get services .*: connect ECONNREFUSED 127\\.0\\.0\\.1:${port}`));
     });
   });
 });

@@ -42,7 +42,7 @@ async function readiness(opts: { config: Config; reconciler: Reconciler; sentine
   const perSet = opts.config.masterSets.map(async (set): Promise<Check[]> => {
     const target = opts.reconciler.target(set.name)!;
     const service = serviceId(target.service);
-    const kubeCheck = target.read().then(
+    const kubeCheck = target.read({ fresh: true }).then(
       (s) => ({ name: `kubernetes:${service}`, ok: true, detail: s.exists ? 'API answers; Service found' : 'API answers; Service not found yet' }),
       (e: KubeError) => ({ name: `kubernetes:${service}`, ok: false, detail: e.message }),
     );

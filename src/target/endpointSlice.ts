@@ -13,7 +13,7 @@ import { lookup } from 'node:dns/promises';
 import type { MasterSetConfig } from '../config.ts';
 import { currentSliceValue, type EndpointSliceState, planEndpointSlice, type SelectorlessServiceState, servicePort, sliceContent, sliceValue } from '../decide/endpointSlice.ts';
 import { type Address, classifyHost, type Plan } from '../decide/index.ts';
-import { type Kube, type PodMatch, type ServiceRef, serviceId } from '../kube/index.ts';
+import { type Kube, type PodMatch, type ReadOptions, type ServiceRef, serviceId } from '../kube/index.ts';
 import { withTimeout } from '../timeout.ts';
 import { type Desired, type SwitchRecord, type Target, TargetError, type TargetState } from './target.ts';
 
@@ -37,8 +37,8 @@ export class EndpointSliceTarget implements Target<State, SliceDesired> {
   }
 
   /** The Service (type, selector, port, uid for Events) and the slice, read together. */
-  async read(): Promise<State> {
-    const [service, slice] = await Promise.all([this.#kube.getService(this.service), this.#kube.getEndpointSlice(this.slice)]);
+  async read(opts?: ReadOptions): Promise<State> {
+    const [service, slice] = await Promise.all([this.#kube.getService(this.service, opts), this.#kube.getEndpointSlice(this.slice, opts)]);
     return { exists: service.exists, uid: service.exists ? service.uid : undefined, annotations: slice.exists ? slice.annotations : undefined, service, slice };
   }
 

@@ -3,7 +3,7 @@
 // nothing for an IP in externalName), never written as is.
 import type { MasterSetConfig } from '../config.ts';
 import { type Address, classifyHost, planService, type Plan, podDnsName, qualifyServiceName, type ServiceState } from '../decide/index.ts';
-import type { Kube, ServiceRef } from '../kube/index.ts';
+import type { Kube, ReadOptions, ServiceRef } from '../kube/index.ts';
 import { type Desired, type SwitchRecord, type Target, TargetError, type TargetState } from './target.ts';
 
 type State = TargetState & ServiceState;
@@ -22,8 +22,8 @@ export class ExternalNameTarget implements Target<State> {
     this.#clusterDomain = set.clusterDomain ?? clusterDomain;
   }
 
-  read(): Promise<State> {
-    return this.#kube.getService(this.service);
+  read(opts?: ReadOptions): Promise<State> {
+    return this.#kube.getService(this.service, opts);
   }
 
   /** A DNS name as is (a `.svc` name completed with the cluster domain); an IP through its pod's DNS name, never the IP itself. */

@@ -1,7 +1,7 @@
 // What every kind of target implements (see index.ts for the seam and its factory).
 import type { MasterSetConfig } from '../config.ts';
 import type { Address, Plan } from '../decide/index.ts';
-import type { ServiceRef } from '../kube/index.ts';
+import type { ReadOptions, ServiceRef } from '../kube/index.ts';
 
 /** What the target object says now, as far as a decision and the switch history need. */
 export interface TargetState {
@@ -30,7 +30,7 @@ export interface Target<S extends TargetState = TargetState, D extends Desired =
   /** The Service that users connect to and that carries the history. */
   readonly service: ServiceRef;
   /** Read BEFORE the sentinels are asked: its resourceVersion guards the write (reconcile.ts). */
-  read(): Promise<S>;
+  read(opts?: ReadOptions): Promise<S>;
   /** What the target must hold for this verified master; throws TargetError when nothing valid can be written. */
   desired(master: Address): Promise<D>;
   /** Pure: what the target names now, shown as `Desired.value` shows it; undefined when it names nothing. */
