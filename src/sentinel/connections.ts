@@ -78,7 +78,14 @@ interface Pooled {
   conn: Redis;
   /** The last connection-level error ('error' event): the cause a generic "Connection is closed." hides. */
   lastError?: Error;
+  /** We closed it (an error, or close()): not to be reopened. */
+  discarded?: boolean;
+  /** When this connection (or the one it replaced) was last reopened after the server closed it. */
+  reopenedAt?: number;
 }
+
+/** A connection the server closed is reopened at most this often (a server that keeps closing us waits for the next question). */
+const REOPEN_EVERY_MS = 1_000;
 
 export class Connections {
   readonly #timeoutMs: number;
@@ -107,6 +114,7 @@ export class Connections {
     const key = `${addressKey(at)}|${id.key}`;
     let p = this.#pool.get(key);
     if (!p || p.conn.status === 'end' || p.conn.status === 'close') {
+      if (p) p.discarded = true;
       p?.conn.disconnect();
       p = this.#open(at, id);
       this.#pool.set(key, p);
@@ -120,6 +128,7 @@ export class Connections {
       // anything else (timeout, reset, failed AUTH) ends it for everyone sharing it.
       if (!isReplyError(err) || isAuthError(err)) {
         if (this.#pool.get(key) === entry) this.#pool.delete(key);
+        entry.discarded = true;
         entry.conn.disconnect();
       }
       throw entry.lastError && isGenericClose(err) ? entry.lastError : err;
@@ -136,11 +145,16 @@ export class Connections {
     const key = `${addressKey(at)}|${id.key}`;
     const p = this.#pool.get(key);
     if (p && p.conn.status !== 'end' && p.conn.status !== 'close') return;
+    if (p) p.discarded = true;
     p?.conn.disconnect();
-    const entry = this.#open(at, id);
+    this.#connectNow(key, this.#open(at, id));
+  }
+
+  #connectNow(key: string, entry: Pooled): void {
     this.#pool.set(key, entry);
     entry.conn.connect().catch(() => {
       if (this.#pool.get(key) === entry) this.#pool.delete(key);
+      entry.discarded = true;
       entry.conn.disconnect();
     });
   }
@@ -177,13 +191,16 @@ export class Connections {
 
   close(): void {
     this.#closed = true;
-    for (const p of this.#pool.values()) p.conn.disconnect();
+    for (const p of this.#pool.values()) {
+      p.discarded = true;
+      p.conn.disconnect();
+    }
     this.#pool.clear();
     for (const s of this.#subscribers.values()) s.redis.disconnect();
     this.#subscribers.clear();
   }
 
-  #open(at: Address, id: Identity): Pooled {
+  #open(at: Address, id: Identity, reopenedAt?: number): Pooled {
     const conn = new Redis({
       ...redisOptions(id),
       host: at.host,
@@ -195,11 +212,24 @@ export class Connections {
       // One attempt per question: retrying is the reconcile loop's job, not the socket's.
       retryStrategy: () => null,
     });
-    const entry: Pooled = { conn };
+    const entry: Pooled = { conn, reopenedAt };
     // The cause of a failed connection setup (WRONGPASS from AUTH, a TLS certificate error,
     // ECONNREFUSED) arrives only as an 'error' event; the command itself then rejects with
     // ioredis' generic "Connection is closed.". Keep the last one to report it instead.
     conn.on('error', (err: Error) => (entry.lastError = err));
+    // A working connection the server closed is opened again at once. Sentinel closes every
+    // normal client of the replica it promotes (CLIENT KILL TYPE normal with SLAVEOF NO ONE), ~1 s
+    // before its +switch-master: without this, the ROLE that verifies the new master would
+    // pay connect + AUTH on the hot path.
+    let wasReady = false;
+    conn.once('ready', () => (wasReady = true));
+    conn.once('end', () => {
+      const key = `${addressKey(at)}|${id.key}`;
+      const t = performance.now();
+      if (!wasReady || entry.discarded || this.#closed || this.#pool.get(key) !== entry) return;
+      if (entry.reopenedAt !== undefined && t - entry.reopenedAt < REOPEN_EVERY_MS) return void this.#pool.delete(key);
+      this.#connectNow(key, this.#open(at, id, t));
+    });
     return entry;
   }
 
@@ -244,7 +274,9 @@ export class Connections {
 /** Options for a connection as `id` (no timeouts, no retries: the caller sets them). */
 export function redisOptions(id: Identity): RedisOptions {
   // A node given by hostname gets it as its server name from tls.connect itself.
-  return { username: id.username, password: id.password, tls: id.tls, connectionName: 'sentinel-switch', enableReadyCheck: false };
+  // No CLIENT SETINFO (and no read of ioredis' package.json) on every connect: two round trips
+  // less before the first question. The name stays: the fence spares connections called so.
+  return { username: id.username, password: id.password, tls: id.tls, connectionName: 'sentinel-switch', enableReadyCheck: false, disableClientInfo: true };
 }
 
 /** ioredis' own rejection when the connection went away: it says nothing about why. */
