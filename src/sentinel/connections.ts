@@ -135,6 +135,12 @@ export class Connections {
     }
   }
 
+  /** Whether a connection to `at` as `id` is open (or opening) now. */
+  isOpen(at: Address, id: Identity): boolean {
+    const p = this.#pool.get(`${addressKey(at)}|${id.key}`);
+    return p !== undefined && p.conn.status !== 'end' && p.conn.status !== 'close' && p.conn.status !== 'wait';
+  }
+
   /**
    * Opens the connection to `at` now if there is none (no command sent), so that the first
    * question on the hot path does not pay connect + AUTH. Failures are left for that question to

@@ -8,7 +8,7 @@ import { isIP } from 'node:net';
 import type { ConnectionOptions } from 'node:tls';
 import type { RedisOptions } from 'ioredis';
 import { type MasterSetConfig, readSecret } from '../config.ts';
-import type { Address, RoleReply, Vote } from '../decide/index.ts';
+import { type Address, decisive, type RoleReply, type Tally, tally, type Vote } from '../decide/index.ts';
 import { withTimeout } from '../timeout.ts';
 import { Connections, type Identity, identity, redisOptions, withServername } from './connections.ts';
 
@@ -92,22 +92,50 @@ export class SentinelClient {
 
   /** Asks every sentinel, in parallel, which address is the master of this master set. */
   async askSentinels(): Promise<Vote[]> {
-    const targets = await this.sentinelAddresses();
-    return Promise.all(
-      targets.map(async (t): Promise<Vote> => {
-        if (!t.address) return { sentinel: t.sentinel, error: t.error ?? 'no address' };
-        try {
-          const reply = await this.command('sentinel', t.address, ['SENTINEL', 'get-master-addr-by-name', this.#set.name], t.servername);
-          if (reply === null) return { sentinel: t.sentinel, error: `sentinel does not monitor master set ${this.#set.name}` };
-          if (!Array.isArray(reply) || reply.length !== 2) return { sentinel: t.sentinel, error: `unexpected reply ${JSON.stringify(reply)}` };
-          const port = Number(reply[1]);
-          if (!Number.isInteger(port)) return { sentinel: t.sentinel, error: `unexpected port ${String(reply[1])}` };
-          return { sentinel: t.sentinel, master: { host: String(reply[0]), port } };
-        } catch (err) {
-          return { sentinel: t.sentinel, error: describeError(err, `sentinel ${t.sentinel}`) };
-        }
-      }),
+    return Promise.all(this.#askEach(await this.sentinelAddresses()));
+  }
+
+  /**
+   * The same questions; `decided` resolves with the tally as soon as the answers so far decide
+   * it (a candidate has the votes needed out of every sentinel asked: no later answer can change
+   * that), or with the tally of all answers. `all` resolves with every answer, for the record and
+   * the fence. A sentinel busy writing its config at +switch-master then no longer holds back a
+   * switch the other two already decided.
+   */
+  askSentinelsUntilDecided(quorum?: number): { decided: Promise<Tally>; all: Promise<Vote[]> } {
+    const each = this.sentinelAddresses().then((targets) => this.#askEach(targets));
+    const all = each.then((ps) => Promise.all(ps));
+    const decided = each.then(
+      (ps) =>
+        new Promise<Tally>((resolve) => {
+          const answered: Vote[] = [];
+          for (const p of ps) {
+            void p.then((v) => {
+              answered.push(v);
+              const early = decisive(answered, ps.length, quorum);
+              if (early || answered.length === ps.length) resolve(early ?? tally(answered, quorum));
+            });
+          }
+          if (ps.length === 0) resolve(tally([], quorum));
+        }),
     );
+    return { decided, all };
+  }
+
+  #askEach(targets: SentinelTarget[]): Promise<Vote>[] {
+    return targets.map(async (t): Promise<Vote> => {
+      if (!t.address) return { sentinel: t.sentinel, error: t.error ?? 'no address' };
+      try {
+        const reply = await this.command('sentinel', t.address, ['SENTINEL', 'get-master-addr-by-name', this.#set.name], t.servername);
+        if (reply === null) return { sentinel: t.sentinel, error: `sentinel does not monitor master set ${this.#set.name}` };
+        if (!Array.isArray(reply) || reply.length !== 2) return { sentinel: t.sentinel, error: `unexpected reply ${JSON.stringify(reply)}` };
+        const port = Number(reply[1]);
+        if (!Number.isInteger(port)) return { sentinel: t.sentinel, error: `unexpected port ${String(reply[1])}` };
+        return { sentinel: t.sentinel, master: { host: String(reply[0]), port } };
+      } catch (err) {
+        return { sentinel: t.sentinel, error: describeError(err, `sentinel ${t.sentinel}`) };
+      }
+    });
   }
 
   /** Asks the node itself; only a node that says "master" may be written. */
@@ -146,6 +174,11 @@ export class SentinelClient {
   command(to: 'sentinel' | 'node', at: Address, args: [string, ...string[]], servername?: string): Promise<unknown> {
     if (this.#closed) return Promise.reject(new Error('client closed'));
     return this.#connections.command(at, withServername(to === 'sentinel' ? this.#sentinelId : this.#redisId, servername), args);
+  }
+
+  /** Whether a connection to this node is open now: an address we have already talked to, with these credentials. */
+  connected(node: Address): boolean {
+    return !this.#closed && this.#connections.isOpen(node, this.#redisId);
   }
 
   /** Opens the connection to a node now (if none is open), so that asking it ROLE later costs one round trip. */
