@@ -156,6 +156,7 @@ interface Run {
   idleMilliCpu: number;
   timerRunsInWindow: number;
   rssMiB: number;
+  heap: { heapUsedMiB: number; heapTotalMiB: number; externalMiB: number };
   connections: { subscribers: number; commands: number; perSentinel: string };
   failoverMs: number[];
   failoverWrites: number;
@@ -172,6 +173,13 @@ async function metric(port: number, name: string, match: string): Promise<number
   let n = 0;
   for (const l of body.split('\n')) if (l.startsWith(`${name}{`) && l.includes(match)) n += Number(l.slice(l.lastIndexOf(' ') + 1));
   return n;
+}
+
+/** V8 heap and off-heap memory from prom-client's default metrics, in MiB. */
+async function heap(port: number): Promise<{ heapUsedMiB: number; heapTotalMiB: number; externalMiB: number }> {
+  const body = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const g = (name: string): number => r1(Number(new RegExp(`^${name} (\\S+)`, 'm').exec(body)?.[1] ?? NaN) / 1024 / 1024);
+  return { heapUsedMiB: g('nodejs_heap_size_used_bytes'), heapTotalMiB: g('nodejs_heap_size_total_bytes'), externalMiB: g('nodejs_external_memory_bytes') };
 }
 
 /** sentinel-switch's connections on each sentinel (CLIENT LIST, by client name). */
@@ -251,11 +259,12 @@ async function measure(o: { sets: string[]; config: Record<string, unknown>; env
   const seconds = (performance.now() - w0) / 1000;
   const rss = rssKiB(pid);
   const runsAfter = await metric(port, 'sentinel_switch_reconcile_runs_total', 'reason="timer"');
+  const mem = await heap(port);
   const writesNoDrift = watch!.writes((e) => e.kind === 'service', since, now());
   const idleMilliCpu = Math.round(((c1 - c0) / clkTck / seconds) * 1000 * 100) / 100;
   const connections = await ourConnections(r);
   say(`  idle ${r1(seconds)} s: ${c1 - c0} ticks -> ${idleMilliCpu} mCPU, ${runsAfter - runsBefore} timer runs; RSS ${r1(rss / 1024)} MiB; Service writes since the first full reconcile: ${writesNoDrift}`);
-  say(`  sentinel-switch's connections on the sentinels (subscriber+command): ${connections.perSentinel}`);
+  say(`  sentinel-switch's connections on the sentinels (subscriber+command): ${connections.perSentinel}; V8 heap ${mem.heapUsedMiB} used / ${mem.heapTotalMiB} MiB, external ${mem.externalMiB} MiB`);
 
   // Failovers, one master set at a time.
   const failoverMs: number[] = [];
@@ -285,7 +294,7 @@ async function measure(o: { sets: string[]; config: Record<string, unknown>; env
   await stopChild();
   return {
     masterSets: o.sets.length, pid, startToReadyMs, fullReconcileMs: times.map(r1), steps, results, writesNoDrift, idleMilliCpu,
-    timerRunsInWindow: runsAfter - runsBefore, rssMiB: r1(rss / 1024), connections, failoverMs: failoverMs.map(r1), failoverWrites, failoverNotes: notes,
+    timerRunsInWindow: runsAfter - runsBefore, rssMiB: r1(rss / 1024), heap: mem, connections, failoverMs: failoverMs.map(r1), failoverWrites, failoverNotes: notes,
   };
 }
 
@@ -419,6 +428,8 @@ if (values.json) {
             rssMiB: many.rssMiB,
             rssPerSetKiB,
             rssMiBOneSet: one && one !== many ? one.rssMiB : undefined,
+            heap: many.heap,
+            heapOneSet: one && one !== many ? one.heap : undefined,
             idleMilliCpuOneSet: one && one !== many ? one.idleMilliCpu : undefined,
             failoverMs: many.failoverMs.length ? median(many.failoverMs) : null,
             failoverMsOneSet: one && one !== many && one.failoverMs.length ? median(one.failoverMs) : null,
