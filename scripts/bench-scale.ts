@@ -49,6 +49,8 @@ const { values } = parseArgs({
     failovers: { type: 'string', default: '3' },
     reconciles: { type: 'string', default: '5' },
     'max-minutes': { type: 'string', default: '20' },
+    /** Writes a V8 CPU profile of each sentinel-switch run into this directory (node --cpu-prof). */
+    'cpu-prof': { type: 'string' },
     json: { type: 'boolean', default: false },
   },
 });
@@ -179,7 +181,7 @@ async function metric(port: number, name: string, match: string): Promise<number
 async function heap(port: number): Promise<{ heapUsedMiB: number; heapTotalMiB: number; externalMiB: number }> {
   const body = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
   const g = (name: string): number => r1(Number(new RegExp(`^${name} (\\S+)`, 'm').exec(body)?.[1] ?? NaN) / 1024 / 1024);
-  return { heapUsedMiB: g('nodejs_heap_size_used_bytes'), heapTotalMiB: g('nodejs_heap_size_total_bytes'), externalMiB: g('nodejs_external_memory_bytes') };
+  return { heapUsedMiB: g('sentinel_switch_nodejs_heap_size_used_bytes'), heapTotalMiB: g('sentinel_switch_nodejs_heap_size_total_bytes'), externalMiB: g('sentinel_switch_nodejs_external_memory_bytes') };
 }
 
 /** sentinel-switch's connections on each sentinel (CLIENT LIST, by client name). */
@@ -207,7 +209,7 @@ async function measure(o: { sets: string[]; config: Record<string, unknown>; env
   const t0 = performance.now();
   const c = spawn(process.execPath, [join(repoRoot, 'src/server.ts'), '--config', configPath], {
     cwd: repoRoot,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...o.env },
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...o.env, ...(values['cpu-prof'] ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${values['cpu-prof']}` } : {}) },
     stdio: ['ignore', log, log],
   });
   closeSync(log);

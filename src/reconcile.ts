@@ -54,6 +54,9 @@ interface Lane {
 /** A hint older than this is not prefetched. */
 const HINT_MS = 5_000;
 
+/** Runs of reconcileAll in flight at once (timer, manual trigger of every master set). */
+const ALL_AT_ONCE = 16;
+
 export class Reconciler {
   readonly #config: Config;
   readonly #sets: Map<string, MasterSetConfig>;
@@ -127,8 +130,20 @@ export class Reconciler {
     return result;
   }
 
-  reconcileAll(reason: Reason): Promise<Outcome[]> {
-    return Promise.all(this.masterSets.map((m) => this.reconcile(m, reason)));
+  /**
+   * Every master set, at most ALL_AT_ONCE runs at a time: a hundred master sets must not open a
+   * hundred API connections (each a TLS handshake) every timer tick. A run that an event or a
+   * hook starts meanwhile is not held back by this: it has its own lane.
+   */
+  async reconcileAll(reason: Reason): Promise<Outcome[]> {
+    const sets = this.masterSets;
+    const out: Outcome[] = new Array(sets.length);
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      for (let i = next++; i < sets.length; i = next++) out[i] = await this.reconcile(sets[i]!, reason);
+    };
+    await Promise.all(Array.from({ length: Math.min(ALL_AT_ONCE, sets.length) }, worker));
+    return out;
   }
 
   /** Runs every master set now, then every reconcileIntervalSeconds with +-10% jitter so replicas spread out. */

@@ -6,10 +6,12 @@
 // another TLS identity get their own. A subscriber's messages go to the master set they name
 // (each master set then parses them itself, so a message never reaches another set).
 import { createHash } from 'node:crypto';
+import { lookup } from 'node:dns/promises';
 import type { ConnectionOptions } from 'node:tls';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
 import { type Address, addressKey } from '../decide/index.ts';
+import { withTimeout } from '../timeout.ts';
 import { CHANNELS, masterSetsNamed, PATTERNS } from './events.ts';
 
 /** Who a connection authenticates as: user, password, TLS client identity and trust. */
@@ -87,16 +89,55 @@ interface Pooled {
 /** A connection the server closed is reopened at most this often (a server that keeps closing us waits for the next question). */
 const REOPEN_EVERY_MS = 1_000;
 
+/** A DNS answer younger than this is used as is. */
+const DNS_FRESH_MS = 1_000;
+/** An older one, up to this age, is used at once while a fresh lookup runs for the next question. */
+const DNS_STALE_MS = 30_000;
+
 export class Connections {
   readonly #timeoutMs: number;
   readonly #log: Logger | undefined;
   readonly #pool = new Map<string, Pooled>();
+  readonly #dns = new Map<string, { at: number; addresses?: string[]; pending?: Promise<string[]> }>();
   readonly #subscribers = new Map<string, Shared>();
   #closed = false;
 
   constructor(opts: { timeoutMs: number; log?: Logger }) {
     this.#timeoutMs = opts.timeoutMs;
     this.#log = opts.log;
+  }
+
+  /**
+   * Every address of a sentinel's DNS name. One lookup at a time per name for all master sets;
+   * an answer under 1 s old is reused, one under 30 s old is used at once while a fresh lookup
+   * runs in the background (so a reconcile on the hot path does not wait for DNS). The set of
+   * sentinels asked can thus lag DNS by one question: the majority is still counted over every
+   * address asked.
+   */
+  async resolve(host: string): Promise<string[]> {
+    const now = performance.now();
+    const e = this.#dns.get(host);
+    const refresh = (): Promise<string[]> => {
+      const entry = this.#dns.get(host) ?? { at: 0 };
+      entry.pending ??= withTimeout(lookup(host, { all: true }), this.#timeoutMs, () => new Error(`DNS lookup of ${host} timed out after ${this.#timeoutMs} ms`))
+        .then((addrs) => {
+          const addresses = addrs.map((a) => a.address);
+          this.#dns.set(host, { at: performance.now(), addresses });
+          return addresses;
+        })
+        .finally(() => {
+          const now = this.#dns.get(host);
+          if (now) now.pending = undefined;
+        });
+      this.#dns.set(host, entry);
+      return entry.pending;
+    };
+    if (e?.addresses && now - e.at < DNS_FRESH_MS) return e.addresses;
+    if (e?.addresses && now - e.at < DNS_STALE_MS) {
+      refresh().catch(() => undefined);
+      return e.addresses;
+    }
+    return refresh();
   }
 
   /** Open connections now, for tests and the scale benchmark. */

@@ -2,14 +2,12 @@
 // majority names is asked ROLE. Connections are kept open (a question costs ~0.03 ms inside one),
 // shared with every master set that connects as the same client (connections.ts), and thrown
 // away on a connection-level error, so a restarted sentinel is simply reconnected next time.
-import { lookup } from 'node:dns/promises';
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import type { ConnectionOptions } from 'node:tls';
 import type { RedisOptions } from 'ioredis';
 import { type MasterSetConfig, readSecret } from '../config.ts';
 import { type Address, decisive, type RoleReply, type Tally, tally, type Vote } from '../decide/index.ts';
-import { withTimeout } from '../timeout.ts';
 import { Connections, type Identity, identity, redisOptions, withServername } from './connections.ts';
 
 export interface SentinelTarget {
@@ -22,7 +20,6 @@ export interface SentinelTarget {
 
 export class SentinelClient {
   readonly #set: MasterSetConfig;
-  readonly #timeoutMs: number;
   readonly #sentinelId: Identity;
   readonly #redisId: Identity;
   readonly #connections: Connections;
@@ -36,7 +33,6 @@ export class SentinelClient {
    */
   constructor(set: MasterSetConfig, timeoutMs: number, connections?: Connections) {
     this.#set = set;
-    this.#timeoutMs = timeoutMs;
     const tls: ConnectionOptions | undefined = set.tls.enabled
       ? {
           ca: set.tls.caFile ? readFileSync(set.tls.caFile) : undefined,
@@ -77,11 +73,11 @@ export class SentinelClient {
           return;
         }
         try {
-          const addrs = await withTimeout(lookup(host, { all: true }), this.#timeoutMs, () => new Error(`DNS lookup of ${host} timed out after ${this.#timeoutMs} ms`));
+          const addrs = await this.#connections.resolve(host);
           if (addrs.length === 0) out.push({ sentinel: spec, error: `DNS name ${host} has no addresses` });
           // Connected by IP, but the TLS server name (and the name the certificate is checked
           // against) stays the configured one: certificates name the Service, not pod IPs.
-          for (const a of addrs) out.push({ sentinel: addrs.length > 1 ? `${a.address}:${port} (${host})` : spec, address: { host: a.address, port }, servername: host });
+          for (const a of addrs) out.push({ sentinel: addrs.length > 1 ? `${a}:${port} (${host})` : spec, address: { host: a, port }, servername: host });
         } catch (err) {
           out.push({ sentinel: spec, error: `cannot resolve sentinel ${host}: ${(err as Error).message}` });
         }
