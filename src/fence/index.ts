@@ -189,7 +189,14 @@ export class Fencer {
     const ask = mayFence || !this.#lastView || this.#lastView.master !== m || t - this.#lastView.at > DISCOVER_MS;
     const sentinelView = ask ? await this.#sentinelReplicas() : { replicas: [], promoted: [] };
     if (ask) this.#lastView = { master: m, at: t };
-    for (const n of sentinelView.replicas) if (!this.#known.has(addressKey(n)) && addressKey(n) !== m) this.#note(n, false);
+    for (const n of sentinelView.replicas) {
+      if (this.#known.has(addressKey(n)) || addressKey(n) === m) continue;
+      this.#note(n, false);
+      // The next run asks it ROLE anyway; opening the connection now spares that to the ROLE
+      // which verifies it as the new master if a failover comes first (a replica is whom
+      // Sentinel promotes).
+      this.#client.warmNode(n);
+    }
     views.push({ node: v.master, role: { role: 'master' }, paused: this.#paused.get(m)?.reason, suspect: false });
     for (const view of views) {
       if ('error' in view.role) continue;
