@@ -1,9 +1,9 @@
 // Sentinel's pub/sub, as triggers: a master set listens on every sentinel address it has (a DNS
 // name expanded to all its addresses, as for the questions), through the subscriber connection
 // it shares with the other master sets on that sentinel (connections.ts), kept up with a bounded
-// backoff; the messages it gets are parsed into typed events of that master set only. An event is never the
-// truth: `+switch-master` only starts the same verified reconcile as the hook, and the early
-// fence it drives is bounded and reversible.
+// backoff; the messages it gets are parsed into typed events of that master set only. An event
+// is never the truth: `+switch-master` only starts the same verified reconcile as the hook, and
+// the early fence it drives is bounded and reversible.
 import type { Logger } from 'pino';
 import type { MasterSetConfig } from '../config.ts';
 import { type Address, addressKey } from '../decide/index.ts';
