@@ -131,9 +131,9 @@ export class Reconciler {
   }
 
   /**
-   * Every master set, at most ALL_AT_ONCE runs at a time: a hundred master sets must not open a
-   * hundred API connections (each a TLS handshake) every timer tick. A run that an event or a
-   * hook starts meanwhile is not held back by this: it has its own lane.
+   * Every master set, at most ALL_AT_ONCE runs at a time: a hundred master sets put at most 16
+   * runs' API requests and questions in flight per timer tick, not a hundred. A run that an event
+   * or a hook starts meanwhile is not held back by this: it has its own lane.
    */
   async reconcileAll(reason: Reason): Promise<Outcome[]> {
     const sets = this.masterSets;
@@ -215,13 +215,10 @@ export class Reconciler {
     const set = this.#sets.get(masterSet)!;
     const started = performance.now();
     const log = this.#log.child({ masterSet, reason });
-    const lane = this.#lanes.get(masterSet);
-    const hint = lane?.hint && performance.now() - lane.hint.at < HINT_MS ? lane.hint.master : undefined;
-    if (lane) lane.hint = undefined;
     let outcome: Outcome | undefined;
     for (let attempt = 1; !outcome; attempt++) {
       // A 409 means someone wrote between our read and our patch: decide again on fresh data.
-      outcome = await this.#once(set, reason, attempt < 3, hint);
+      outcome = await this.#once(set, reason, attempt < 3);
     }
     outcome.durationMs = Math.round((performance.now() - started) * 1000) / 1000;
     this.#record(set, outcome, log);
@@ -241,7 +238,7 @@ export class Reconciler {
   }
 
   /** One read-ask-decide-apply pass; undefined when the patch met a 409 and `mayRetry` is set. */
-  async #once(set: MasterSetConfig, reason: Reason, mayRetry: boolean, hint?: Address): Promise<Outcome | undefined> {
+  async #once(set: MasterSetConfig, reason: Reason, mayRetry: boolean): Promise<Outcome | undefined> {
     const target = this.#targets.get(set.name)!;
     const base = { masterSet: set.name, reason, service: serviceId(target.service), changed: false, durationMs: 0 };
     const client = this.#sentinels.get(set.name)!;
@@ -249,6 +246,10 @@ export class Reconciler {
     const timingsMs: Record<string, number> = {};
     const lapInto = (into: Record<string, number>) => (name: string): void => void (into[name] = Math.round((performance.now() - t0) * 100) / 100);
     const lap = lapInto(timingsMs);
+    // A run takes the hint of the event that started (or joined) it; a retry after a 409 goes without.
+    const lane = this.#lanes.get(set.name);
+    const hint = lane?.hint && t0 - lane.hint.at < HINT_MS ? lane.hint.master : undefined;
+    if (lane) lane.hint = undefined;
     // The Service is read BEFORE the sentinels are asked, and its resourceVersion guards the
     // patch: any write after this read (another replica's) makes ours fail with 409, and any
     // write before it is older than the answer we are about to get. Reading in parallel with the
