@@ -11,6 +11,7 @@ import { healthRoutes } from './routes/health.ts';
 import { statusRoutes } from './routes/status.ts';
 import { v1Routes } from './routes/v1.ts';
 import { type SentinelEvent, SentinelEvents } from './sentinel/events.ts';
+import { Connections } from './sentinel/connections.ts';
 import { SentinelClient } from './sentinel/index.ts';
 
 export interface Service {
@@ -50,7 +51,10 @@ export async function createService(config: Config, opts: ServiceOptions = {}): 
   }
   const kube = opts.kube ?? Kube.fromConfig(config.kubernetes);
   kube.log ??= log;
-  const sentinels = new Map(config.masterSets.map((s) => [s.name, new SentinelClient(s, config.redisTimeoutMs)]));
+  // One command and one subscriber connection per sentinel (and node) for all master sets that
+  // connect as the same client: 100 master sets on 3 sentinels hold 3 + 3 sentinel connections.
+  const connections = new Connections({ timeoutMs: config.redisTimeoutMs, log });
+  const sentinels = new Map(config.masterSets.map((s) => [s.name, new SentinelClient(s, config.redisTimeoutMs, connections)]));
   const metrics = createMetrics({ defaultMetrics: opts.defaultMetrics });
   const reconciler = new Reconciler({ config, sentinels, kube, log, metrics });
 
@@ -123,6 +127,7 @@ export async function createService(config: Config, opts: ServiceOptions = {}): 
       await reconciler.stop();
       kube.close();
       await Promise.all([...sentinels.values()].map((c) => c.close()));
+      connections.close();
     },
   };
 }

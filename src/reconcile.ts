@@ -5,12 +5,12 @@
 // set's Fencer, off the hot path.
 import type { Logger } from 'pino';
 import type { Config, MasterSetConfig } from './config.ts';
-import { type Address, addressKey, confirms, tally, verify, type Vote } from './decide/index.ts';
+import { type Address, addressKey, confirms, type RoleReply, verify, type Vote } from './decide/index.ts';
 import { Fencer } from './fence/index.ts';
 import { annotations, type Kube, KubeError, serviceId } from './kube/index.ts';
 import type { Metrics } from './metrics.ts';
 import { type SentinelClient, splitHostPort } from './sentinel/index.ts';
-import { makeTarget, type Target, TargetError, type TargetState } from './target/index.ts';
+import { type Desired, makeTarget, type Target, TargetError, type TargetState } from './target/index.ts';
 
 export type Reason = 'hook' | 'event' | 'manual' | 'timer' | 'follow-up';
 
@@ -47,7 +47,15 @@ interface Lane {
   pending?: Promise<Outcome>;
   followUp?: NodeJS.Timeout;
   lastWarning?: string;
+  /** The master a Sentinel event named last (and when): the next run prefetches its ROLE and target, and uses them only if the majority names it. */
+  hint?: { master: Address; at: number };
 }
+
+/** A hint older than this is not prefetched. */
+const HINT_MS = 5_000;
+
+/** Runs of reconcileAll in flight at once (timer, manual trigger of every master set). */
+const ALL_AT_ONCE = 16;
 
 export class Reconciler {
   readonly #config: Config;
@@ -121,13 +129,28 @@ export class Reconciler {
     if (!this.#sets.has(masterSet)) throw new Error(`unknown master set ${masterSet}`);
     const lane = this.#lanes.get(masterSet) ?? {};
     this.#lanes.set(masterSet, lane);
+    // Only Sentinel's own pub/sub gives a hint, never a hook payload: a prefetch asks ROLE with
+    // our credentials, and no HTTP caller may choose where they go.
+    if (reason === 'event' && opts.claimed) lane.hint = { master: opts.claimed, at: performance.now() };
     const result = this.#submit(lane, masterSet, reason);
     void result.then((o) => this.#afterCaller(lane, o, opts), () => undefined);
     return result;
   }
 
-  reconcileAll(reason: Reason): Promise<Outcome[]> {
-    return Promise.all(this.masterSets.map((m) => this.reconcile(m, reason)));
+  /**
+   * Every master set, at most ALL_AT_ONCE runs at a time: a hundred master sets put at most 16
+   * runs' API requests and questions in flight per timer tick, not a hundred. A run that an event
+   * or a hook starts meanwhile is not held back by this: it has its own lane.
+   */
+  async reconcileAll(reason: Reason): Promise<Outcome[]> {
+    const sets = this.masterSets;
+    const out: Outcome[] = new Array(sets.length);
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      for (let i = next++; i < sets.length; i = next++) out[i] = await this.reconcile(sets[i]!, reason);
+    };
+    await Promise.all(Array.from({ length: Math.min(ALL_AT_ONCE, sets.length) }, worker));
+    return out;
   }
 
   /** Runs every master set now, then every reconcileIntervalSeconds with +-10% jitter so replicas spread out. */
@@ -229,7 +252,12 @@ export class Reconciler {
     const client = this.#sentinels.get(set.name)!;
     const t0 = performance.now();
     const timingsMs: Record<string, number> = {};
-    const lap = (name: string): void => void (timingsMs[name] = Math.round((performance.now() - t0) * 100) / 100);
+    const lapInto = (into: Record<string, number>) => (name: string): void => void (into[name] = Math.round((performance.now() - t0) * 100) / 100);
+    const lap = lapInto(timingsMs);
+    // A run takes the hint of the event that started (or joined) it; a retry after a 409 goes without.
+    const lane = this.#lanes.get(set.name);
+    const hint = lane?.hint && t0 - lane.hint.at < HINT_MS ? lane.hint.master : undefined;
+    if (lane) lane.hint = undefined;
     // The Service is read BEFORE the sentinels are asked, and its resourceVersion guards the
     // patch: any write after this read (another replica's) makes ours fail with 409, and any
     // write before it is older than the answer we are about to get. Reading in parallel with the
@@ -243,47 +271,64 @@ export class Reconciler {
       return { ...base, votes: [], result: 'failed', retryable: err.kind === 'unavailable', why: err.message, timingsMs };
     }
     lap('read');
-    const votes = await client.askSentinels();
+    const asked = client.askSentinelsUntilDecided(set.quorum);
+    // The master a Sentinel event named: its ROLE and its target value are asked in parallel
+    // with the sentinels and used only if the majority names that same node. Only a node we
+    // already hold a connection to: a prefetch never opens one to a new address.
+    const prefetchLaps: Record<string, number> = {};
+    const prefetch = hint && client.connected(hint) ? { master: hint, answers: this.#roleAndDesired(client, target, hint, lapInto(prefetchLaps)) } : undefined;
+    const t = await asked.decided;
     lap('sentinels');
-    const shownVotes = votes.map(showVote);
-    const t = tally(votes, set.quorum);
-    if (!t.ok) return { ...base, votes: shownVotes, result: 'unverified', retryable: true, why: t.why, timingsMs };
-    // ROLE and the name of the candidate are independent too; the name is only used if ROLE says master.
-    const [role, want] = await Promise.all([
-      client.askRole(t.master).finally(() => lap('role')),
-      target.desired(t.master).then(
-        (desired) => ({ desired }),
-        (error: unknown) => ({ error }),
-      ).finally(() => lap('target')),
-    ]);
-    const verdict = verify(t, role);
-    const seen = { ...base, votes: shownVotes, role: 'error' in role ? `error: ${role.error}` : role.role, timingsMs };
-    if (!verdict.ok) return { ...seen, result: 'unverified', retryable: true, why: verdict.why };
-    const master = verdict.master;
-    const recorded = state.exists ? state.annotations?.[annotations.master] : undefined;
-    const forFence = {
-      named: votes.flatMap((v) => ('master' in v ? [v.master] : [])),
-      previousMaster: recorded && /:\d+$/.test(recorded) ? splitHostPort(recorded) : undefined,
+    // Every answer, also those that came after the decision: the record and the fence see them all.
+    const withVotes = async (o: Omit<Outcome, 'votes'>): Promise<Outcome> => {
+      const votes = await asked.all;
+      if (o.master) {
+        const recorded = state.exists ? state.annotations?.[annotations.master] : undefined;
+        this.#seen.set(o as Outcome, {
+          named: votes.flatMap((v) => ('master' in v ? [v.master] : [])),
+          previousMaster: recorded && /:\d+$/.test(recorded) ? splitHostPort(recorded) : undefined,
+        });
+      }
+      return Object.assign(o, { votes: votes.map(showVote) }) as Outcome;
     };
-    const done = (o: Outcome): Outcome => (this.#seen.set(o, forFence), o);
+    if (!t.ok) return withVotes({ ...base, result: 'unverified', retryable: true, why: t.why, timingsMs });
+    // ROLE and the name of the candidate are independent too; the name is only used if ROLE says master.
+    const prefetched = prefetch && addressKey(prefetch.master) === addressKey(t.master);
+    const [role, want] = await (prefetched ? prefetch.answers : this.#roleAndDesired(client, target, t.master, lap));
+    if (prefetched) Object.assign(timingsMs, prefetchLaps);
+    const verdict = verify(t, role);
+    const seen = { ...base, role: 'error' in role ? `error: ${role.error}` : role.role, timingsMs };
+    if (!verdict.ok) return withVotes({ ...seen, result: 'unverified', retryable: true, why: verdict.why });
+    const master = verdict.master;
     try {
       if ('error' in want) throw want.error;
       if (state.exists) this.#serviceUids.set(set.name, state.uid);
       const plan = target.plan(state, want.desired);
       const value = want.desired.value;
-      if (plan.action === 'refuse') return done({ ...seen, master, result: 'failed', retryable: false, why: plan.why });
-      if (plan.action === 'none') return done({ ...seen, master, target: value, result: 'unchanged', retryable: false });
+      if (plan.action === 'refuse') return withVotes({ ...seen, master, result: 'failed', retryable: false, why: plan.why });
+      if (plan.action === 'none') return withVotes({ ...seen, master, target: value, result: 'unchanged', retryable: false });
       await target.write(state, want.desired, plan, { reason, master: addressKey(master), at: new Date() });
       lap('patch');
-      return done({ ...seen, master, target: value, previousTarget: plan.previousTarget, changed: true, result: 'switched', retryable: false });
+      return withVotes({ ...seen, master, target: value, previousTarget: plan.previousTarget, changed: true, result: 'switched', retryable: false });
     } catch (err) {
       if (err instanceof KubeError) {
         if (err.kind === 'conflict' && mayRetry) return undefined;
-        return done({ ...seen, master, result: 'failed', retryable: err.kind === 'unavailable' || err.kind === 'conflict', why: err.message });
+        return withVotes({ ...seen, master, result: 'failed', retryable: err.kind === 'unavailable' || err.kind === 'conflict', why: err.message });
       }
-      if (err instanceof TargetError) return done({ ...seen, master, result: 'failed', retryable: false, why: err.message });
+      if (err instanceof TargetError) return withVotes({ ...seen, master, result: 'failed', retryable: false, why: err.message });
       throw err;
     }
+  }
+
+  /** ROLE of a candidate and what its target must hold, in parallel; neither rejects. */
+  #roleAndDesired(client: SentinelClient, target: Target, node: Address, lap: (name: string) => void): Promise<[RoleReply, { desired: Desired } | { error: unknown }]> {
+    return Promise.all([
+      client.askRole(node).finally(() => lap('role')),
+      target.desired(node).then(
+        (desired) => ({ desired }),
+        (error: unknown) => ({ error }),
+      ).finally(() => lap('target')),
+    ]);
   }
 
   #record(set: MasterSetConfig, o: Outcome, log: Logger): void {

@@ -51,6 +51,18 @@ export function tally(votes: Vote[], quorum?: number): Tally {
   return best ? { ok: false, why, total, needed, best } : { ok: false, why, total, needed };
 }
 
+/**
+ * The tally of the answers so far, when no answer still to come can change it: a candidate has
+ * the votes needed out of ALL `total` sentinels asked (those yet to answer count as not
+ * agreeing). `needed` is more than half of `total`, so no other candidate can reach it too, and
+ * the full tally names the same master. Otherwise undefined: wait for the rest.
+ */
+export function decisive(answered: Vote[], total: number, quorum?: number): Extract<Tally, { ok: true }> | undefined {
+  const pending = Array.from({ length: Math.max(0, total - answered.length) }, (_, i): Vote => ({ sentinel: `(pending ${i + 1})`, error: 'no answer yet' }));
+  const t = tally([...answered, ...pending], quorum);
+  return t.ok ? t : undefined;
+}
+
 export type Verdict = { ok: true; master: Address } | { ok: false; why: string };
 
 /** The node the majority names must itself say it is a master: a stale majority cannot move us. */

@@ -53,6 +53,8 @@ interface Pause {
 }
 
 const nowMs = (): number => performance.timeOrigin + performance.now();
+/** Without a reason to ask sooner, the sentinels' replica lists are read again this often (new nodes). */
+const DISCOVER_MS = 5 * 60_000;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const round = (ms: number): number => Math.round(ms * 100) / 100;
 
@@ -74,6 +76,8 @@ export class Fencer {
   readonly #links = new Map<string, Redis>();
   readonly #watching = new Set<string>();
   #master: Address | undefined;
+  /** When the sentinels were last asked for this master set's replicas, and with which master. */
+  #lastView: { master: string; at: number } | undefined;
   #chain: Promise<void> = Promise.resolve();
   #lastWarning: string | undefined;
   #stopped = false;
@@ -176,9 +180,23 @@ export class Fencer {
     const views: NodeView[] = await Promise.all([...this.#known.values()].filter((k) => addressKey(k.node) !== m).map(view));
     // Asked AFTER ROLE: if a node said master because a failover promoted it, the leader flagged
     // it `promoted` before it sent SLAVEOF NO ONE, so this answer shows it. Nodes only Sentinel
-    // lists are learnt now and judged by the next run.
-    const sentinelView = await this.#sentinelReplicas();
-    for (const n of sentinelView.replicas) if (!this.#known.has(addressKey(n)) && addressKey(n) !== m) this.#note(n, false);
+    // lists are learnt now and judged by the next run. `promoted` only spares a node that says
+    // master or a suspect that does not answer, so when every other node answers as a replica
+    // (a quiet timer run) the question waits until the master changed or DISCOVER_MS passed: a
+    // hundred master sets do not ask every sentinel for their replicas every 30 s.
+    const mayFence = views.some((w) => ('error' in w.role ? w.suspect : w.role.role === 'master'));
+    const t = nowMs();
+    const ask = mayFence || !this.#lastView || this.#lastView.master !== m || t - this.#lastView.at > DISCOVER_MS;
+    const sentinelView = ask ? await this.#sentinelReplicas() : { replicas: [], promoted: [] };
+    if (ask) this.#lastView = { master: m, at: t };
+    for (const n of sentinelView.replicas) {
+      if (this.#known.has(addressKey(n)) || addressKey(n) === m) continue;
+      this.#note(n, false);
+      // The next run asks it ROLE anyway; opening the connection now spares that to the ROLE
+      // which verifies it as the new master if a failover comes first (a replica is whom
+      // Sentinel promotes).
+      this.#client.warmNode(n);
+    }
     views.push({ node: v.master, role: { role: 'master' }, paused: this.#paused.get(m)?.reason, suspect: false });
     for (const view of views) {
       if ('error' in view.role) continue;

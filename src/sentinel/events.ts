@@ -1,12 +1,13 @@
-// Sentinel's pub/sub, as triggers: one subscription per sentinel address of a master set (a DNS
-// name expanded to all its addresses, as for the questions), kept up with a bounded backoff, its
-// messages parsed into typed events of the configured master set only. An event is never the
-// truth: `+switch-master` only starts the same verified reconcile as the hook, and the early
-// fence it drives is bounded and reversible.
-import { Redis } from 'ioredis';
+// Sentinel's pub/sub, as triggers: a master set listens on every sentinel address it has (a DNS
+// name expanded to all its addresses, as for the questions), through the subscriber connection
+// it shares with the other master sets on that sentinel (connections.ts), kept up with a bounded
+// backoff; the messages it gets are parsed into typed events of that master set only. An event
+// is never the truth: `+switch-master` only starts the same verified reconcile as the hook, and
+// the early fence it drives is bounded and reversible.
 import type { Logger } from 'pino';
 import type { MasterSetConfig } from '../config.ts';
 import { type Address, addressKey } from '../decide/index.ts';
+import type { Subscription } from './connections.ts';
 import type { SentinelClient } from './index.ts';
 
 export type SentinelEvent =
@@ -19,8 +20,19 @@ export type SentinelEvent =
   /** `+sdown` / `-sdown` of a node (master or replica) of the master set; sentinels' own are left out. */
   | { kind: 'sdown' | 'sdown-cleared'; sentinel: string; masterSet: string; node: Address; nodeType: 'master' | 'slave' };
 
-const CHANNELS = ['+selected-slave', '+switch-master', '+failover-end', '+sdown', '-sdown'];
-const PATTERNS = ['-failover-abort-*'];
+export const CHANNELS = ['+selected-slave', '+switch-master', '+failover-end', '+sdown', '-sdown'];
+export const PATTERNS = ['-failover-abort-*'];
+
+/**
+ * The master set names a message may belong to (where parseSentinelEvent looks for it), so a
+ * shared subscription hands it only to those master sets; each still parses and checks it.
+ */
+export function masterSetsNamed(channel: string, message: string): string[] {
+  const f = message.trim().split(/\s+/);
+  if (channel === '+switch-master') return f[0] ? [f[0]] : [];
+  if (f[0] === 'master') return f[1] ? [f[1]] : [];
+  return f[5] ? [f[5]] : [];
+}
 
 /**
  * `<type> <name> <ip> <port> [@ <master-name> <master-ip> <master-port>]` (Sentinel's "%@"),
@@ -83,7 +95,7 @@ export class SentinelEvents {
   readonly #log: Logger;
   readonly #onEvent: (e: SentinelEvent) => void;
   readonly #opts: Required<EventSubscriptionOptions>;
-  readonly #subs = new Map<string, Redis>();
+  readonly #subs = new Map<string, Subscription>();
   #refresh: NodeJS.Timeout | undefined;
   #stopped = false;
 
@@ -109,13 +121,13 @@ export class SentinelEvents {
 
   /** Sentinel addresses subscribed to now. */
   get subscribed(): string[] {
-    return [...this.#subs.entries()].filter(([, r]) => r.status === 'ready').map(([k]) => k);
+    return [...this.#subs.entries()].filter(([, s]) => s.status() === 'ready').map(([k]) => k);
   }
 
   stop(): void {
     this.#stopped = true;
     clearTimeout(this.#refresh);
-    for (const r of this.#subs.values()) r.disconnect();
+    for (const s of this.#subs.values()) s.release();
     this.#subs.clear();
   }
 
@@ -128,9 +140,9 @@ export class SentinelEvents {
     }
     // A lookup that failed entirely keeps what we have rather than dropping every subscription.
     if (want.size === 0) return;
-    for (const [key, r] of this.#subs) {
+    for (const [key, s] of this.#subs) {
       if (!want.has(key)) {
-        r.disconnect();
+        s.release();
         this.#subs.delete(key);
       }
     }
@@ -143,35 +155,18 @@ export class SentinelEvents {
   }
 
   #subscribe(key: string, sentinel: string, at: Address, servername?: string): Promise<void> {
-    const r = new Redis({
-      ...this.#client.connectionOptions('sentinel', servername),
-      host: at.host,
-      port: at.port,
-      connectTimeout: this.#opts.timeoutMs,
-      maxRetriesPerRequest: null,
-      retryStrategy: (times) => Math.min(100 * 2 ** Math.min(times - 1, 10), this.#opts.maxBackoffMs),
-    });
-    this.#subs.set(key, r);
-    let lastError: string | undefined;
-    r.on('error', (err: Error) => {
-      if (err.message === lastError) return;
-      lastError = err.message;
-      this.#log.warn({ sentinel, err: err.message }, 'sentinel event subscription lost; reconnecting');
-    });
-    r.on('ready', () => {
-      if (lastError) this.#log.info({ sentinel }, 'sentinel event subscription back');
-      lastError = undefined;
-    });
-    const deliver = (channel: string, message: string): void => {
-      const e = parseSentinelEvent(channel, message, sentinel, this.#set.name);
-      if (e) this.#onEvent(e);
-    };
-    r.on('message', (channel: string, message: string) => deliver(channel, message));
-    r.on('pmessage', (_pattern: string, channel: string, message: string) => deliver(channel, message));
-    // ioredis subscribes again by itself after every reconnect.
-    return Promise.all([r.subscribe(...CHANNELS), r.psubscribe(...PATTERNS)]).then(
-      () => undefined,
-      (err: Error) => void this.#log.warn({ sentinel, err: err.message }, 'could not subscribe to sentinel events yet; retrying'),
+    const name = this.#set.name;
+    const sub = this.#client.connections.subscribe(
+      at,
+      this.#client.sentinelIdentity(servername),
+      name,
+      (channel, message) => {
+        const e = parseSentinelEvent(channel, message, sentinel, name);
+        if (e) this.#onEvent(e);
+      },
+      { timeoutMs: this.#opts.timeoutMs, maxBackoffMs: this.#opts.maxBackoffMs, sentinel },
     );
+    this.#subs.set(key, sub);
+    return sub.ready;
   }
 }

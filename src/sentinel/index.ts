@@ -1,14 +1,14 @@
 // Where the truth comes from: every configured sentinel is asked in parallel, and the node the
-// majority names is asked ROLE. Connections are kept open (a question costs ~0.03 ms inside one)
-// and thrown away on any error, so a restarted sentinel is simply reconnected next time.
-import { lookup } from 'node:dns/promises';
+// majority names is asked ROLE. Connections are kept open (a question costs ~0.03 ms inside one),
+// shared with every master set that connects as the same client (connections.ts), and thrown
+// away on a connection-level error, so a restarted sentinel is simply reconnected next time.
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import type { ConnectionOptions } from 'node:tls';
-import { Redis, type RedisOptions } from 'ioredis';
+import type { RedisOptions } from 'ioredis';
 import { type MasterSetConfig, readSecret } from '../config.ts';
-import type { Address, RoleReply, Vote } from '../decide/index.ts';
-import { withTimeout } from '../timeout.ts';
+import { type Address, decisive, type RoleReply, type Tally, tally, type Vote } from '../decide/index.ts';
+import { Connections, type Identity, identity, redisOptions, withServername } from './connections.ts';
 
 export interface SentinelTarget {
   sentinel: string;
@@ -18,26 +18,22 @@ export interface SentinelTarget {
   error?: string;
 }
 
-interface Auth {
-  username?: string;
-  password?: string;
-}
-
 export class SentinelClient {
   readonly #set: MasterSetConfig;
-  readonly #timeoutMs: number;
-  readonly #sentinelAuth: Auth;
-  readonly #redisAuth: Auth;
-  readonly #tls: ConnectionOptions | undefined;
-  readonly #pool = new Map<string, Redis>();
+  readonly #sentinelId: Identity;
+  readonly #redisId: Identity;
+  readonly #connections: Connections;
+  /** A client made without shared connections owns (and closes) its own. */
+  readonly #ownsConnections: boolean;
   #closed = false;
 
-  constructor(set: MasterSetConfig, timeoutMs: number) {
+  /**
+   * `connections`: shared with the other master sets (app.ts); each set's own credentials and TLS
+   * identity decide which connections it may share.
+   */
+  constructor(set: MasterSetConfig, timeoutMs: number, connections?: Connections) {
     this.#set = set;
-    this.#timeoutMs = timeoutMs;
-    this.#sentinelAuth = resolveAuth(set.sentinelAuth, `masterSets[${set.name}].sentinelAuth.password`);
-    this.#redisAuth = resolveAuth(set.redisAuth, `masterSets[${set.name}].redisAuth.password`);
-    this.#tls = set.tls.enabled
+    const tls: ConnectionOptions | undefined = set.tls.enabled
       ? {
           ca: set.tls.caFile ? readFileSync(set.tls.caFile) : undefined,
           cert: set.tls.certFile ? readFileSync(set.tls.certFile) : undefined,
@@ -45,6 +41,25 @@ export class SentinelClient {
           rejectUnauthorized: !set.tls.insecureSkipVerify,
         }
       : undefined;
+    this.#sentinelId = identity(resolveAuth(set.sentinelAuth, `masterSets[${set.name}].sentinelAuth.password`), tls);
+    this.#redisId = identity(resolveAuth(set.redisAuth, `masterSets[${set.name}].redisAuth.password`), tls);
+    this.#ownsConnections = !connections;
+    this.#connections = connections ?? new Connections({ timeoutMs });
+  }
+
+  /** The master set's name. */
+  get masterSet(): string {
+    return this.#set.name;
+  }
+
+  /** The connections this client uses (shared across master sets when the app made them). */
+  get connections(): Connections {
+    return this.#connections;
+  }
+
+  /** Who we are to a sentinel (`servername`: the configured DNS name, for TLS). */
+  sentinelIdentity(servername?: string): Identity {
+    return withServername(this.#sentinelId, servername);
   }
 
   /** The sentinels to ask now: each configured host:port, a DNS name expanded to all its addresses. */
@@ -58,11 +73,11 @@ export class SentinelClient {
           return;
         }
         try {
-          const addrs = await withTimeout(lookup(host, { all: true }), this.#timeoutMs, () => new Error(`DNS lookup of ${host} timed out after ${this.#timeoutMs} ms`));
+          const addrs = await this.#connections.resolve(host);
           if (addrs.length === 0) out.push({ sentinel: spec, error: `DNS name ${host} has no addresses` });
           // Connected by IP, but the TLS server name (and the name the certificate is checked
           // against) stays the configured one: certificates name the Service, not pod IPs.
-          for (const a of addrs) out.push({ sentinel: addrs.length > 1 ? `${a.address}:${port} (${host})` : spec, address: { host: a.address, port }, servername: host });
+          for (const a of addrs) out.push({ sentinel: addrs.length > 1 ? `${a}:${port} (${host})` : spec, address: { host: a, port }, servername: host });
         } catch (err) {
           out.push({ sentinel: spec, error: `cannot resolve sentinel ${host}: ${(err as Error).message}` });
         }
@@ -73,28 +88,56 @@ export class SentinelClient {
 
   /** Asks every sentinel, in parallel, which address is the master of this master set. */
   async askSentinels(): Promise<Vote[]> {
-    const targets = await this.sentinelAddresses();
-    return Promise.all(
-      targets.map(async (t): Promise<Vote> => {
-        if (!t.address) return { sentinel: t.sentinel, error: t.error ?? 'no address' };
-        try {
-          const reply = await this.#command(t.address, this.#sentinelAuth, ['SENTINEL', 'get-master-addr-by-name', this.#set.name], t.servername);
-          if (reply === null) return { sentinel: t.sentinel, error: `sentinel does not monitor master set ${this.#set.name}` };
-          if (!Array.isArray(reply) || reply.length !== 2) return { sentinel: t.sentinel, error: `unexpected reply ${JSON.stringify(reply)}` };
-          const port = Number(reply[1]);
-          if (!Number.isInteger(port)) return { sentinel: t.sentinel, error: `unexpected port ${String(reply[1])}` };
-          return { sentinel: t.sentinel, master: { host: String(reply[0]), port } };
-        } catch (err) {
-          return { sentinel: t.sentinel, error: describeError(err, `sentinel ${t.sentinel}`) };
-        }
-      }),
+    return Promise.all(this.#askEach(await this.sentinelAddresses()));
+  }
+
+  /**
+   * The same questions; `decided` resolves with the tally as soon as the answers so far decide
+   * it (a candidate has the votes needed out of every sentinel asked: no later answer can change
+   * that), or with the tally of all answers. `all` resolves with every answer, for the record and
+   * the fence. A sentinel busy writing its config at +switch-master then no longer holds back a
+   * switch the other two already decided.
+   */
+  askSentinelsUntilDecided(quorum?: number): { decided: Promise<Tally>; all: Promise<Vote[]> } {
+    const each = this.sentinelAddresses().then((targets) => this.#askEach(targets));
+    const all = each.then((ps) => Promise.all(ps));
+    const decided = each.then(
+      (ps) =>
+        new Promise<Tally>((resolve) => {
+          const answered: Vote[] = [];
+          for (const p of ps) {
+            void p.then((v) => {
+              answered.push(v);
+              const early = decisive(answered, ps.length, quorum);
+              if (early || answered.length === ps.length) resolve(early ?? tally(answered, quorum));
+            });
+          }
+          if (ps.length === 0) resolve(tally([], quorum));
+        }),
     );
+    return { decided, all };
+  }
+
+  #askEach(targets: SentinelTarget[]): Promise<Vote>[] {
+    return targets.map(async (t): Promise<Vote> => {
+      if (!t.address) return { sentinel: t.sentinel, error: t.error ?? 'no address' };
+      try {
+        const reply = await this.command('sentinel', t.address, ['SENTINEL', 'get-master-addr-by-name', this.#set.name], t.servername);
+        if (reply === null) return { sentinel: t.sentinel, error: `sentinel does not monitor master set ${this.#set.name}` };
+        if (!Array.isArray(reply) || reply.length !== 2) return { sentinel: t.sentinel, error: `unexpected reply ${JSON.stringify(reply)}` };
+        const port = Number(reply[1]);
+        if (!Number.isInteger(port)) return { sentinel: t.sentinel, error: `unexpected port ${String(reply[1])}` };
+        return { sentinel: t.sentinel, master: { host: String(reply[0]), port } };
+      } catch (err) {
+        return { sentinel: t.sentinel, error: describeError(err, `sentinel ${t.sentinel}`) };
+      }
+    });
   }
 
   /** Asks the node itself; only a node that says "master" may be written. */
   async askRole(node: Address): Promise<RoleReply> {
     try {
-      const reply = await this.#command(node, this.#redisAuth, ['ROLE']);
+      const reply = await this.command('node', node, ['ROLE']);
       if (!Array.isArray(reply)) return { error: `unexpected ROLE reply ${JSON.stringify(reply)}` };
       const role = String(reply[0]);
       if (role === 'master') return { role: 'master' };
@@ -113,7 +156,7 @@ export class SentinelClient {
    */
   async checkAccess(node: Address): Promise<{ ok: boolean; detail: string }> {
     try {
-      const reply = await this.#command(node, this.#redisAuth, ['ROLE']);
+      const reply = await this.command('node', node, ['ROLE']);
       return { ok: true, detail: `ROLE of ${node.host}:${node.port} answers ${Array.isArray(reply) ? String(reply[0]) : JSON.stringify(reply)}` };
     } catch (err) {
       const who = `node ${node.host}:${node.port}`;
@@ -123,66 +166,34 @@ export class SentinelClient {
 
   // For fencing (src/fence/) and the event subscription (src/sentinel/events.ts): the same
   // credentials, TLS and client name as the questions above.
-  /** One command to a sentinel or a Redis node of this master set, on the pooled connection. */
+  /** One command to a sentinel or a Redis node of this master set, on the shared connection. */
   command(to: 'sentinel' | 'node', at: Address, args: [string, ...string[]], servername?: string): Promise<unknown> {
-    return this.#command(at, to === 'sentinel' ? this.#sentinelAuth : this.#redisAuth, args, servername);
+    if (this.#closed) return Promise.reject(new Error('client closed'));
+    return this.#connections.command(at, withServername(to === 'sentinel' ? this.#sentinelId : this.#redisId, servername), args);
+  }
+
+  /** Whether a connection to this node is open now: an address we have already talked to, with these credentials. */
+  connected(node: Address): boolean {
+    return !this.#closed && this.#connections.isOpen(node, this.#redisId);
+  }
+
+  /** Opens the connection to a node now (if none is open), so that asking it ROLE later costs one round trip. */
+  warmNode(node: Address): void {
+    if (!this.#closed) this.#connections.warm(node, this.#redisId);
   }
 
   /** Options for a connection of one's own to a sentinel or a node (no timeouts, no retries: the caller sets them). */
   connectionOptions(to: 'sentinel' | 'node', servername?: string): RedisOptions {
-    const auth = to === 'sentinel' ? this.#sentinelAuth : this.#redisAuth;
-    const tls = this.#tls && servername ? { ...this.#tls, servername } : this.#tls;
-    return { username: auth.username, password: auth.password, tls, connectionName: 'sentinel-switch', enableReadyCheck: false };
+    return redisOptions(withServername(to === 'sentinel' ? this.#sentinelId : this.#redisId, servername));
   }
 
   async close(): Promise<void> {
     this.#closed = true;
-    for (const c of this.#pool.values()) c.disconnect();
-    this.#pool.clear();
-  }
-
-  async #command(at: Address, auth: Auth, args: [string, ...string[]], servername?: string): Promise<unknown> {
-    if (this.#closed) throw new Error('client closed');
-    const key = `${at.host}:${at.port}:${auth.username ?? ''}:${servername ?? ''}`;
-    let conn = this.#pool.get(key);
-    if (!conn || conn.status === 'end' || conn.status === 'close') {
-      conn?.disconnect();
-      conn = new Redis({
-        host: at.host,
-        port: at.port,
-        username: auth.username,
-        password: auth.password,
-        // A node given by hostname gets it as its server name from tls.connect itself.
-        tls: this.connectionOptions('sentinel', servername).tls,
-        lazyConnect: true,
-        connectTimeout: this.#timeoutMs,
-        commandTimeout: this.#timeoutMs,
-        maxRetriesPerRequest: 0,
-        enableReadyCheck: false,
-        // One attempt per question: retrying is the reconcile loop's job, not the socket's.
-        retryStrategy: () => null,
-        connectionName: 'sentinel-switch',
-      });
-      // The cause of a failed connection setup (WRONGPASS from AUTH, a TLS certificate error,
-      // ECONNREFUSED) arrives only as an 'error' event; the command itself then rejects with
-      // ioredis' generic "Connection is closed.". Keep the last one to report it instead.
-      const c = conn;
-      c.on('error', (err: Error) => lastError.set(c, err));
-      this.#pool.set(key, conn);
-    }
-    try {
-      if (conn.status === 'wait') await conn.connect();
-      return await conn.call(...args);
-    } catch (err) {
-      this.#pool.delete(key);
-      conn.disconnect();
-      const cause = lastError.get(conn);
-      throw cause && isGenericClose(err) ? cause : err;
-    }
+    if (this.#ownsConnections) this.#connections.close();
   }
 }
 
-function resolveAuth(auth: MasterSetConfig['redisAuth'], what: string): Auth {
+function resolveAuth(auth: MasterSetConfig['redisAuth'], what: string): { username?: string; password?: string } {
   return { username: auth.username, password: auth.password ? readSecret(auth.password, what) : undefined };
 }
 
@@ -190,13 +201,6 @@ export function splitHostPort(spec: string): Address {
   const i = spec.lastIndexOf(':');
   const host = spec.slice(0, i).replace(/^\[|\]$/g, '');
   return { host, port: Number(spec.slice(i + 1)) };
-}
-
-const lastError = new WeakMap<Redis, Error>();
-
-/** ioredis' own rejection when the connection went away: it says nothing about why. */
-function isGenericClose(err: unknown): boolean {
-  return /^Connection is closed\.?$/.test((err as Error)?.message ?? '');
 }
 
 type ErrorKind = 'credentials' | 'permission' | 'tls' | 'transient';

@@ -1,6 +1,7 @@
 // Pure decision logic: no I/O, every branch of "what may be written".
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { classifyHost, confirms, planService, podDnsName, qualifyServiceName, tally, verify, type Vote } from '../../src/decide/index.ts';
+import { classifyHost, confirms, decisive, planService, podDnsName, qualifyServiceName, tally, verify, type Vote } from '../../src/decide/index.ts';
 
 const a = { host: 'redis-node-0.redis-headless.ns.svc.cluster.local', port: 6379 };
 const b = { host: 'redis-node-1.redis-headless.ns.svc.cluster.local', port: 6379 };
@@ -108,5 +109,33 @@ describe('qualifyServiceName: an ExternalName needs the absolute name', () => {
   it('leaves full names and other names as they are', () => {
     expect(qualifyServiceName('redis-node-0.redis-headless.redis.svc.cluster.local', 'cluster.local')).toBe('redis-node-0.redis-headless.redis.svc.cluster.local');
     expect(qualifyServiceName('redis.example.com', 'cluster.local')).toBe('redis.example.com');
+  });
+});
+
+describe('decisive: a tally decided before every sentinel answered is the tally of all answers', () => {
+  const A = { host: '198.18.0.1', port: 6379 };
+  const B = { host: '198.18.0.2', port: 6379 };
+  it('2 of 3 agreeing decide; 1 of 3, or 2 of 5, do not', () => {
+    const v = (master: typeof A): Vote => ({ sentinel: 's', master });
+    expect(decisive([v(A), v(A)], 3)).toMatchObject({ ok: true, master: A, agreeing: 2, total: 3, needed: 2 });
+    expect(decisive([v(A)], 3)).toBeUndefined();
+    expect(decisive([v(A), v(A)], 5)).toBeUndefined();
+    expect(decisive([v(A), v(B), v(A)], 3)).toMatchObject({ master: A });
+    // A configured quorum above the majority is waited for.
+    expect(decisive([v(A), v(A)], 3, 3)).toBeUndefined();
+  });
+  it('whatever the answers still to come, the full tally names the same master (property)', () => {
+    const vote = fc.oneof(
+      fc.constantFrom(A, B).map((master): Vote => ({ sentinel: 's', master })),
+      fc.constant<Vote>({ sentinel: 's', error: 'timeout' }),
+    );
+    fc.assert(
+      fc.property(fc.array(vote, { minLength: 1, maxLength: 7 }), fc.nat(), fc.option(fc.integer({ min: 1, max: 7 }), { nil: undefined }), (votes, cut, quorum) => {
+        const answered = votes.slice(0, cut % (votes.length + 1));
+        const early = decisive(answered, votes.length, quorum);
+        if (early) expect(tally(votes, quorum)).toMatchObject({ ok: true, master: early.master });
+      }),
+      { numRuns: 5_000 },
+    );
   });
 });
