@@ -8,7 +8,7 @@ import type { Config, MasterSetConfig } from './config.ts';
 import { type Address, addressKey, type RoleReply, tally, verify, type Vote } from './decide/index.ts';
 import { annotations, KubeError, serviceId } from './kube/index.ts';
 import type { Reconciler } from './reconcile.ts';
-import { describeError, type SentinelClient } from './sentinel/index.ts';
+import { describeError, parseReplicas, type SentinelClient } from './sentinel/index.ts';
 import type { TargetState } from './target/index.ts';
 
 export interface SentinelAnswer {
@@ -243,16 +243,8 @@ interface Replica {
 async function askReplicas(client: SentinelClient, sentinel: Address, masterSet: string, servername?: string): Promise<{ replicas: Replica[] } | { error: string }> {
   try {
     const reply = await client.command('sentinel', sentinel, ['SENTINEL', 'REPLICAS', masterSet], servername);
-    if (!Array.isArray(reply)) return { error: `unexpected reply ${JSON.stringify(reply)}` };
-    const replicas: Replica[] = [];
-    for (const entry of reply) {
-      if (!Array.isArray(entry)) continue;
-      const f: Record<string, string> = {};
-      for (let i = 0; i + 1 < entry.length; i += 2) f[String(entry[i])] = String(entry[i + 1]);
-      const port = Number(f.port);
-      if (!f.ip || !Number.isInteger(port)) continue;
-      replicas.push({ address: { host: f.ip, port }, flags: f.flags ?? '' });
-    }
+    const replicas = parseReplicas(reply);
+    if (!replicas) return { error: `unexpected reply ${JSON.stringify(reply)}` };
     return { replicas };
   } catch (err) {
     return { error: (err as Error).message };

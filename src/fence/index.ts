@@ -19,7 +19,7 @@ import {
 import { type Address, addressKey } from '../decide/index.ts';
 import type { Metrics } from '../metrics.ts';
 import type { SentinelEvent } from '../sentinel/events.ts';
-import type { SentinelClient } from '../sentinel/index.ts';
+import { parseReplicas, type SentinelClient } from '../sentinel/index.ts';
 
 export const FENCE_COMMANDS = '+client|pause +client|unpause +client|list +client|kill, and +replicaof for fencing.demote';
 
@@ -349,15 +349,9 @@ export class Fencer {
         if (!s.address) return;
         try {
           const reply = await this.#client.command('sentinel', s.address, ['SENTINEL', 'REPLICAS', this.#set.name], s.servername);
-          if (!Array.isArray(reply)) return;
-          for (const r of reply) {
-            if (!Array.isArray(r)) continue;
-            const f: Record<string, string> = {};
-            for (let i = 0; i + 1 < r.length; i += 2) f[String(r[i])] = String(r[i + 1]);
-            const port = Number(f.port);
-            if (!f.ip || !Number.isInteger(port)) continue;
-            replicas.push({ host: f.ip, port });
-            if ((f.flags ?? '').split(',').includes('promoted')) promoted.push({ host: f.ip, port });
+          for (const r of parseReplicas(reply) ?? []) {
+            replicas.push(r.address);
+            if (r.flags.split(',').includes('promoted')) promoted.push(r.address);
           }
         } catch {
           /* no answer, no knowledge */

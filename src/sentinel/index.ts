@@ -197,6 +197,21 @@ function resolveAuth(auth: MasterSetConfig['redisAuth'], what: string): { userna
   return { username: auth.username, password: auth.password ? readSecret(auth.password, what) : undefined };
 }
 
+/** A sentinel's answer to `SENTINEL REPLICAS <name>`: each replica's address and Sentinel's flags for it ("slave", "s_down,slave,disconnected", "promoted", ...); entries without an ip and a port are left out. undefined: not a list. */
+export function parseReplicas(reply: unknown): { address: Address; flags: string }[] | undefined {
+  if (!Array.isArray(reply)) return undefined;
+  const replicas: { address: Address; flags: string }[] = [];
+  for (const entry of reply) {
+    if (!Array.isArray(entry)) continue;
+    const f: Record<string, string> = {};
+    for (let i = 0; i + 1 < entry.length; i += 2) f[String(entry[i])] = String(entry[i + 1]);
+    const port = Number(f.port);
+    if (!f.ip || !Number.isInteger(port)) continue;
+    replicas.push({ address: { host: f.ip, port }, flags: f.flags ?? '' });
+  }
+  return replicas;
+}
+
 export function splitHostPort(spec: string): Address {
   const i = spec.lastIndexOf(':');
   const host = spec.slice(0, i).replace(/^\[|\]$/g, '');
