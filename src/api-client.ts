@@ -3,6 +3,7 @@
 // failure is a sentence naming what to fix.
 import { readFileSync } from 'node:fs';
 import { type Config, loadConfigFile, readSecret } from './config.ts';
+import { withCauses } from './errors.ts';
 
 /** A failure to ask at all: exit 2 with a message naming what to fix. */
 export class CannotAsk extends Error {}
@@ -63,7 +64,7 @@ export async function getJson<T>(ep: Endpoint, path: string, timeoutMs = 15_000)
   try {
     res = await fetch(`${ep.url}${path}`, { headers: { authorization: `Bearer ${ep.token}` }, signal: AbortSignal.timeout(timeoutMs) });
   } catch (err) {
-    throw new CannotAsk(`cannot reach sentinel-switch at ${ep.url}: ${causes(err)}`);
+    throw new CannotAsk(`cannot reach sentinel-switch at ${ep.url}: ${withCauses(err)}`);
   }
   if (res.status === 401) throw new CannotAsk(`401: the token in ${ep.tokenSource} is not the service's (${ep.url})`);
   const text = await res.text();
@@ -73,14 +74,4 @@ export async function getJson<T>(ep: Endpoint, path: string, timeoutMs = 15_000)
   } catch {
     throw new CannotAsk(`${ep.url}${path} answered 200 with something that is not JSON: ${text.slice(0, 200)}`);
   }
-}
-
-/** "fetch failed: connect ECONNREFUSED 127.0.0.1:8080": the error and its causes, one line. */
-export function causes(err: unknown): string {
-  const parts: string[] = [];
-  for (let e = err as (Error & { code?: string }) | undefined, i = 0; e && i < 5; e = e.cause as typeof e, i++) {
-    const text = e.code && !e.message.includes(e.code) ? `${e.message} (${e.code})` : e.message || String(e);
-    if (!parts.includes(text)) parts.push(text);
-  }
-  return parts.join(': ') || String(err);
 }

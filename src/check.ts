@@ -5,10 +5,11 @@
 // ROLE master with the configured Redis credentials. Each failure says what is wrong and where
 // to look; any failure is exit 1.
 import { lookup } from 'node:dns/promises';
-import { CannotAsk, causes, type Endpoint, getJson } from './api-client.ts';
+import { CannotAsk, type Endpoint, getJson } from './api-client.ts';
 import type { Config, MasterSetConfig } from './config.ts';
+import { withCauses } from './errors.ts';
 import { addressKey, tally } from './decide/index.ts';
-import { describeError, SentinelClient } from './sentinel/index.ts';
+import { describeError, SentinelClient, splitHostPort } from './sentinel/index.ts';
 import type { Status } from './status.ts';
 import { withTimeout } from './timeout.ts';
 
@@ -35,7 +36,7 @@ export async function runCheck(config: Config, ep: Endpoint, opts: { port?: numb
       fail(`webhook ${ep.url}/readyz answers ${res.status} (not ready)${bad.length ? `: ${bad.join('; ')}` : ''}`);
     }
   } catch (err) {
-    fail(`webhook ${ep.url}/readyz: cannot reach it: ${causes(err)} (is the sentinel-switch Service there, and does its NetworkPolicy admit this pod?)`);
+    fail(`webhook ${ep.url}/readyz: cannot reach it: ${withCauses(err)} (is the sentinel-switch Service there, and does its NetworkPolicy admit this pod?)`);
     return 1; // nothing else can be asked
   }
 
@@ -65,7 +66,7 @@ export async function runCheck(config: Config, ep: Endpoint, opts: { port?: numb
       // The master's port, from the sentinels as this pod reaches them (the status may be unavailable).
       const t = tally(await client.askSentinels(), set.quorum);
       const elected = t.ok ? addressKey(t.master) : seen?.majority.master;
-      const port = opts.port ?? (t.ok ? t.master.port : elected ? Number(elected.slice(elected.lastIndexOf(':') + 1)) : undefined);
+      const port = opts.port ?? (t.ok ? t.master.port : elected ? splitHostPort(elected).port : undefined);
       const where = `; the Service names ${seen ? (seen.target.current ?? '(nothing)') : '(unknown: no status)'}, the Sentinel majority's master is ${elected ?? '(none)'}`;
       if (port === undefined) {
         fail(`master set ${set.name}: no port to try the stable name ${name} on (${t.ok ? '' : t.why}); pass --port`);

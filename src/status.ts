@@ -8,7 +8,7 @@ import type { Config, MasterSetConfig } from './config.ts';
 import { type Address, addressKey, type RoleReply, tally, verify, type Vote } from './decide/index.ts';
 import { annotations, KubeError, serviceId } from './kube/index.ts';
 import type { Reconciler } from './reconcile.ts';
-import { describeError, parseReplicas, type SentinelClient } from './sentinel/index.ts';
+import { describeError, parseReplicas, parseRole, type SentinelClient } from './sentinel/index.ts';
 import type { TargetState } from './target/index.ts';
 
 export interface SentinelAnswer {
@@ -92,13 +92,12 @@ async function masterSetStatus(deps: StatusDeps, set: MasterSetConfig): Promise<
   const problems: string[] = [];
 
   // Step 1: the target, every sentinel's answer, and the sentinels' addresses (for REPLICAS).
-  const [read, votes, addresses] = await Promise.all([
+  const [read, { votes, addresses }] = await Promise.all([
     target.read().then(
       (state) => ({ state }),
       (err: unknown) => ({ error: err instanceof KubeError ? err.message : String(err) }),
     ),
-    client.askSentinels(),
-    client.sentinelAddresses(),
+    client.sentinelAddresses().then(async (addresses) => ({ addresses, votes: await client.askSentinels(addresses) })),
   ]);
   const sentinels = votes.map(showVote);
   const t = tally(votes, set.quorum);
@@ -204,7 +203,7 @@ function driftOf(
 
 type RoleAnswer = { reply: RoleReply; offset?: number; replicaOf?: string; linkState?: string };
 
-/** ROLE, parsed beyond what the decision needs: the offset and, for a replica, its master and link state. */
+/** ROLE, with what the operator's view shows beside the role: the offset and, for a replica, its master and link state. */
 async function askRole(client: SentinelClient, node: Address): Promise<RoleAnswer> {
   let raw: unknown;
   try {
@@ -212,15 +211,8 @@ async function askRole(client: SentinelClient, node: Address): Promise<RoleAnswe
   } catch (err) {
     return { reply: { error: describeError(err, `node ${addressKey(node)}`) } };
   }
-  if (!Array.isArray(raw)) return { reply: { error: `unexpected ROLE reply ${JSON.stringify(raw)}` } };
-  const role = String(raw[0]);
-  if (role === 'master') return { reply: { role: 'master' }, offset: Number(raw[1]) };
-  if (role === 'slave') {
-    const m = { host: String(raw[1]), port: Number(raw[2]) };
-    return { reply: { role: 'slave', master: m }, offset: Number(raw[4]), replicaOf: addressKey(m), linkState: String(raw[3]) };
-  }
-  if (role === 'sentinel') return { reply: { role: 'sentinel' } };
-  return { reply: { error: `unknown role ${role}` } };
+  const r = parseRole(raw);
+  return 'master' in r.reply ? { ...r, replicaOf: addressKey(r.reply.master) } : r;
 }
 
 function nodeStatus(address: string, r: RoleAnswer, flags: string | undefined, masterOffset: number | undefined): NodeStatus {

@@ -79,25 +79,18 @@ export class KubeClient {
         reject(req.reusedSocket && (err.code === 'ECONNRESET' || err.code === 'EPIPE') ? new Reused(err.message) : err);
       });
       req.once('response', (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.once('error', (err) => {
-          clearTimeout(timer);
-          reject(err);
-        });
-        res.once('end', () => {
-          clearTimeout(timer);
-          const text = Buffer.concat(chunks).toString('utf8');
-          let body: unknown = text;
-          try {
-            body = text ? JSON.parse(text) : undefined;
-          } catch {
-            // not JSON (a proxy's HTML page, say): kept as text for the error message
-          }
-          const status = res.statusCode ?? 0;
-          if (status >= 200 && status < 300) resolve(body as T);
-          else reject(new ApiError(status, body));
-        });
+        readBody(res).then(
+          (body) => {
+            clearTimeout(timer);
+            const status = res.statusCode ?? 0;
+            if (status >= 200 && status < 300) resolve(body as T);
+            else reject(new ApiError(status, body));
+          },
+          (err: unknown) => {
+            clearTimeout(timer);
+            reject(err);
+          },
+        );
       });
       req.end(o.body === undefined ? undefined : JSON.stringify(o.body));
     });
@@ -127,19 +120,7 @@ export class KubeClient {
       clearTimeout(timer); // the timeout covers the answer's head; the stream itself may be quiet for minutes
       const status = res.statusCode ?? 0;
       if (status !== 200) {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.once('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          let body: unknown = text;
-          try {
-            body = JSON.parse(text);
-          } catch {
-            // kept as text
-          }
-          fail(new ApiError(status, body));
-        });
-        res.once('error', fail);
+        readBody(res).then((body) => fail(new ApiError(status, body)), fail);
         return;
       }
       opened.resolve();
@@ -231,6 +212,23 @@ export class KubeClient {
     }
     return watch ? this.#agent.watch : this.#agent.agent;
   }
+}
+
+/** A whole answer: parsed JSON, the text itself when it is not JSON (a proxy's HTML page, say: kept for the error message), undefined when empty. */
+function readBody(res: http.IncomingMessage): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    res.on('data', (c: Buffer) => chunks.push(c));
+    res.once('error', reject);
+    res.once('end', () => {
+      const text = Buffer.concat(chunks).toString('utf8');
+      try {
+        resolve(text ? JSON.parse(text) : undefined);
+      } catch {
+        resolve(text);
+      }
+    });
+  });
 }
 
 function sameTls(a: TlsKey, b: TlsKey): boolean {

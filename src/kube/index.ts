@@ -10,6 +10,7 @@
 import { KubeConfig } from '@kubernetes/client-node/dist/config.js';
 import type { Config } from '../config.ts';
 import type { EndpointSliceState, ServicePortState, sliceContent } from '../decide/endpointSlice.ts';
+import { withCauses } from '../errors.ts';
 import { ApiError, KubeClient, statusMessage, TimeoutError } from './client.ts';
 import { Informer, type InformerState, type KubeObject } from './informer.ts';
 
@@ -183,11 +184,7 @@ export class Kube {
       },
       spec: { externalName: p.target },
     };
-    const path = `${servicesPath(ref.namespace)}/${enc(ref.name)}`;
-    const obj = await this.#call({ verb: 'patch', resource: 'services', ref }, () =>
-      this.#client.request<ServiceJson>('PATCH', path, { body, contentType: MERGE_PATCH, query: { fieldManager: 'sentinel-switch' } }),
-    );
-    this.#services.get(serviceId(ref))?.offer(obj as KubeObject, (s) => s.resourceVersion);
+    await this.#mergePatch(this.#services, { verb: 'patch', resource: 'services', ref }, `${servicesPath(ref.namespace)}/${enc(ref.name)}`, body);
   }
 
   /** The EndpointSlice we own (discovery.k8s.io/v1), with its switch-history annotations. */
@@ -214,11 +211,7 @@ export class Kube {
       endpoints: p.endpoints,
       ports: p.ports,
     };
-    const path = `${slicesPath(ref.namespace)}/${enc(ref.name)}`;
-    const obj = await this.#call({ verb: 'patch', resource: 'endpointslices', ref, apiGroup: 'discovery.k8s.io' }, () =>
-      this.#client.request<SliceJson>('PATCH', path, { body, contentType: MERGE_PATCH, query: { fieldManager: 'sentinel-switch' } }),
-    );
-    this.#slices.get(serviceId(ref))?.offer(obj as KubeObject, (s) => s.resourceVersion);
+    await this.#mergePatch(this.#slices, { verb: 'patch', resource: 'endpointslices', ref, apiGroup: 'discovery.k8s.io' }, `${slicesPath(ref.namespace)}/${enc(ref.name)}`, body);
   }
 
   /**
@@ -317,6 +310,12 @@ export class Kube {
     if (!obj) return { exists: false };
     cache?.offer(obj, (t) => t.resourceVersion);
     return (pick as (x: KubeObject) => T)(obj);
+  }
+
+  /** A merge patch of one named object; its answer goes into the object's cache (newer than the watch until the watch catches up). */
+  async #mergePatch<T extends { resourceVersion: string }>(caches: Map<string, Informer<T>>, op: Op, path: string, body: unknown): Promise<void> {
+    const obj = await this.#call(op, () => this.#client.request<KubeObject>('PATCH', path, { body, contentType: MERGE_PATCH, query: { fieldManager: 'sentinel-switch' } }));
+    caches.get(serviceId(op.ref))?.offer(obj, (t) => t.resourceVersion);
   }
 
   #podCache(namespace: string): Informer<PodEntry> | undefined {
@@ -443,19 +442,3 @@ function historyAnnotations(p: { previousTarget?: string; reason: string; master
   };
 }
 
-/**
- * The network error and what it keeps in `cause` (connect ECONNREFUSED ..., a certificate error,
- * getaddrinfo ENOTFOUND ...); an AggregateError (several addresses tried) lists each.
- */
-export function withCauses(err: unknown): string {
-  const parts: string[] = [];
-  let e: unknown = err;
-  for (let depth = 0; e && depth < 5; depth++) {
-    const x = e as Error & { code?: string; errors?: unknown[] };
-    const own = x.message || (Array.isArray(x.errors) ? x.errors.map((i) => (i as Error)?.message ?? String(i)).join(', ') : '') || x.code || String(e);
-    const text = x.code && !own.includes(x.code) ? `${own} (${x.code})` : own;
-    if (!parts.includes(text)) parts.push(text);
-    e = x.cause;
-  }
-  return parts.join(': ') || String(err);
-}

@@ -153,24 +153,21 @@ export class Connections {
   async command(at: Address, id: Identity, args: [string, ...string[]]): Promise<unknown> {
     if (this.#closed) throw new Error('client closed');
     const key = `${addressKey(at)}|${id.key}`;
-    let p = this.#pool.get(key);
-    if (!p || p.conn.status === 'end' || p.conn.status === 'close') {
-      if (p) p.discarded = true;
-      p?.conn.disconnect();
-      p = this.#open(at, id);
-      this.#pool.set(key, p);
+    let entry = this.#pool.get(key);
+    if (!entry || isGone(entry)) {
+      if (entry) discard(entry);
+      entry = this.#open(at, id);
+      this.#pool.set(key, entry);
     }
-    const entry = p;
     try {
       if (entry.conn.status === 'wait') await entry.conn.connect();
       return await entry.conn.call(...args);
     } catch (err) {
       // A server's answer (NOPERM, "no such master") leaves the connection as good as it was;
       // anything else (timeout, reset, failed AUTH) ends it for everyone sharing it.
-      if (!isReplyError(err) || isAuthError(err)) {
+      if (!isReplyError(err) || isCredentialsError(err)) {
         if (this.#pool.get(key) === entry) this.#pool.delete(key);
-        entry.discarded = true;
-        entry.conn.disconnect();
+        discard(entry);
       }
       throw entry.lastError && isGenericClose(err) ? entry.lastError : err;
     }
@@ -179,7 +176,7 @@ export class Connections {
   /** Whether a connection to `at` as `id` is open (or opening) now. */
   isOpen(at: Address, id: Identity): boolean {
     const p = this.#pool.get(`${addressKey(at)}|${id.key}`);
-    return p !== undefined && p.conn.status !== 'end' && p.conn.status !== 'close' && p.conn.status !== 'wait';
+    return p !== undefined && !isGone(p) && p.conn.status !== 'wait';
   }
 
   /**
@@ -191,9 +188,8 @@ export class Connections {
     if (this.#closed) return;
     const key = `${addressKey(at)}|${id.key}`;
     const p = this.#pool.get(key);
-    if (p && p.conn.status !== 'end' && p.conn.status !== 'close') return;
-    if (p) p.discarded = true;
-    p?.conn.disconnect();
+    if (p && !isGone(p)) return;
+    if (p) discard(p);
     this.#connectNow(key, this.#open(at, id));
   }
 
@@ -201,8 +197,7 @@ export class Connections {
     this.#pool.set(key, entry);
     entry.conn.connect().catch(() => {
       if (this.#pool.get(key) === entry) this.#pool.delete(key);
-      entry.discarded = true;
-      entry.conn.disconnect();
+      discard(entry);
     });
   }
 
@@ -238,10 +233,7 @@ export class Connections {
 
   close(): void {
     this.#closed = true;
-    for (const p of this.#pool.values()) {
-      p.discarded = true;
-      p.conn.disconnect();
-    }
+    for (const p of this.#pool.values()) discard(p);
     this.#pool.clear();
     for (const s of this.#subscribers.values()) s.redis.disconnect();
     this.#subscribers.clear();
@@ -326,6 +318,17 @@ export function redisOptions(id: Identity): RedisOptions {
   return { username: id.username, password: id.password, tls: id.tls, connectionName: 'sentinel-switch', enableReadyCheck: false, disableClientInfo: true };
 }
 
+/** The connection ended (by the server, or after a failure): the next question opens another. */
+function isGone(p: Pooled): boolean {
+  return p.conn.status === 'end' || p.conn.status === 'close';
+}
+
+/** We close it ourselves; its 'end' must not reopen it. */
+function discard(p: Pooled): void {
+  p.discarded = true;
+  p.conn.disconnect();
+}
+
 /** ioredis' own rejection when the connection went away: it says nothing about why. */
 function isGenericClose(err: unknown): boolean {
   return /^Connection is closed\.?$/.test((err as Error)?.message ?? '');
@@ -335,6 +338,7 @@ function isReplyError(err: unknown): boolean {
   return (err as Error)?.name === 'ReplyError';
 }
 
-function isAuthError(err: unknown): boolean {
-  return /NOAUTH|WRONGPASS|invalid password|invalid username/i.test((err as Error)?.message ?? '');
+/** The server refused our credentials (AUTH, or a command before it). */
+export function isCredentialsError(err: unknown): boolean {
+  return /NOAUTH|WRONGPASS|invalid password|invalid username/i.test((err as Error)?.message ?? String(err));
 }

@@ -8,7 +8,7 @@ import type { ConnectionOptions } from 'node:tls';
 import type { RedisOptions } from 'ioredis';
 import { type MasterSetConfig, readSecret } from '../config.ts';
 import { type Address, decisive, type RoleReply, type Tally, tally, type Vote } from '../decide/index.ts';
-import { Connections, type Identity, identity, redisOptions, withServername } from './connections.ts';
+import { Connections, type Identity, identity, isCredentialsError, redisOptions, withServername } from './connections.ts';
 
 export interface SentinelTarget {
   sentinel: string;
@@ -86,9 +86,9 @@ export class SentinelClient {
     return out;
   }
 
-  /** Asks every sentinel, in parallel, which address is the master of this master set. */
-  async askSentinels(): Promise<Vote[]> {
-    return Promise.all(this.#askEach(await this.sentinelAddresses()));
+  /** Asks every sentinel (`targets`: those sentinelAddresses() found, if the caller has them), in parallel, which address is the master of this master set. */
+  async askSentinels(targets?: SentinelTarget[]): Promise<Vote[]> {
+    return Promise.all(this.#askEach(targets ?? (await this.sentinelAddresses())));
   }
 
   /**
@@ -137,13 +137,7 @@ export class SentinelClient {
   /** Asks the node itself; only a node that says "master" may be written. */
   async askRole(node: Address): Promise<RoleReply> {
     try {
-      const reply = await this.command('node', node, ['ROLE']);
-      if (!Array.isArray(reply)) return { error: `unexpected ROLE reply ${JSON.stringify(reply)}` };
-      const role = String(reply[0]);
-      if (role === 'master') return { role: 'master' };
-      if (role === 'slave') return { role: 'slave', master: { host: String(reply[1]), port: Number(reply[2]) } };
-      if (role === 'sentinel') return { role: 'sentinel' };
-      return { error: `unknown role ${role}` };
+      return parseRole(await this.command('node', node, ['ROLE'])).reply;
     } catch (err) {
       return { error: describeError(err, `node ${node.host}:${node.port}`) };
     }
@@ -197,6 +191,16 @@ function resolveAuth(auth: MasterSetConfig['redisAuth'], what: string): { userna
   return { username: auth.username, password: auth.password ? readSecret(auth.password, what) : undefined };
 }
 
+/** ROLE's reply: what a decision needs (`reply`), and beside it the replication offset (a master's, or what a replica has processed) and a replica's link state, for the operator's view. */
+export function parseRole(raw: unknown): { reply: RoleReply; offset?: number; linkState?: string } {
+  if (!Array.isArray(raw)) return { reply: { error: `unexpected ROLE reply ${JSON.stringify(raw)}` } };
+  const role = String(raw[0]);
+  if (role === 'master') return { reply: { role: 'master' }, offset: Number(raw[1]) };
+  if (role === 'slave') return { reply: { role: 'slave', master: { host: String(raw[1]), port: Number(raw[2]) } }, offset: Number(raw[4]), linkState: String(raw[3]) };
+  if (role === 'sentinel') return { reply: { role: 'sentinel' } };
+  return { reply: { error: `unknown role ${role}` } };
+}
+
 /** A sentinel's answer to `SENTINEL REPLICAS <name>`: each replica's address and Sentinel's flags for it ("slave", "s_down,slave,disconnected", "promoted", ...); entries without an ip and a port are left out. undefined: not a list. */
 export function parseReplicas(reply: unknown): { address: Address; flags: string }[] | undefined {
   if (!Array.isArray(reply)) return undefined;
@@ -223,7 +227,7 @@ type ErrorKind = 'credentials' | 'permission' | 'tls' | 'transient';
 function errorKind(err: unknown): ErrorKind {
   const e = err as NodeJS.ErrnoException;
   const msg = e?.message ?? String(err);
-  if (/NOAUTH|WRONGPASS|invalid password|invalid username/i.test(msg)) return 'credentials';
+  if (isCredentialsError(err)) return 'credentials';
   if (/NOPERM/i.test(msg)) return 'permission';
   if (/^(ERR_TLS_|ERR_SSL_|CERT_|DEPTH_ZERO_|SELF_SIGNED_|UNABLE_TO_(GET|VERIFY)_|ERR_OSSL)/.test(String(e?.code ?? '')) || /certificate|altnames|SSL routines|wrong version number/i.test(msg)) return 'tls';
   return 'transient';
