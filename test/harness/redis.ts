@@ -186,7 +186,7 @@ const nowMs = () => performance.timeOrigin + performance.now();
 /** Every child still alive, so that a crashing test run does not leave Redis behind. */
 const live = new Set<ChildProcess>();
 let exitHookInstalled = false;
-function installExitHook(): void {
+export function installExitHook(): void {
   if (exitHookInstalled) return;
   exitHookInstalled = true;
   // 'exit' handlers must be synchronous: SIGKILL is the only thing that fits (and it also ends
@@ -198,7 +198,7 @@ function installExitHook(): void {
   });
 }
 
-function findBinary(name: string): string {
+export function findBinary(name: string): string {
   for (const dir of (process.env.PATH ?? DEFAULT_PATH).split(':')) {
     const candidate = path.join(dir, name);
     try {
@@ -209,7 +209,7 @@ function findBinary(name: string): string {
   throw new Error(`redis sandbox: '${name}' not found on PATH (run scripts/setup.sh: it installs redis-server and redis-sentinel)`);
 }
 
-function tail(file: string, lines = 25): string {
+export function tail(file: string, lines = 25): string {
   try {
     const text = fs.readFileSync(file, 'utf8').trimEnd().split('\n');
     return text.slice(-lines).map((l) => `    | ${l}`).join('\n');
@@ -263,7 +263,7 @@ function killAll(procs: ProcInfo[]): void {
 }
 
 /** One redis-server or redis-sentinel process: start, stop, pause, and its last exit. */
-class Proc {
+export class Proc {
   child: ChildProcess | undefined;
   paused = false;
   lastExit: string | undefined;
@@ -415,7 +415,7 @@ export function pairs(reply: unknown): Record<string, string> {
 // Addresses
 // ------------------------------------------------------------------------------------------------
 
-async function canBind(host: string, port: number): Promise<boolean> {
+export async function canBind(host: string, port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const srv = net.createServer();
     srv.once('error', () => resolve(false));

@@ -5,15 +5,14 @@
 // (SIGTERM, then SIGKILL), every wait bounded, failures quote the process's log.
 // Inside the sandbox namespace the addresses are 198.18.X.Y (X random in 1..254, one /24 for the
 // sentinels and as many as needed for the nodes); elsewhere 127.X.Y.Z on loopback.
-import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes, randomInt } from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { inSandboxNamespace } from './netns.ts';
+import { canBind, findBinary, installExitHook, pairs, Proc } from './redis.ts';
 
 export interface Address { host: string; port: number; }
 
@@ -74,105 +73,8 @@ export interface SharedSentinelsOptions {
 }
 
 const DEFAULT_PATH = '/usr/local/bin:/usr/bin:/bin';
-const TERM_GRACE_MS = 5_000;
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const nowMs = () => performance.timeOrigin + performance.now();
-
-const live = new Set<ChildProcess>();
-let exitHook = false;
-function installExitHook(): void {
-  if (exitHook) return;
-  exitHook = true;
-  process.on('exit', () => {
-    for (const c of live) {
-      try { if (c.pid !== undefined) process.kill(c.pid, 'SIGKILL'); } catch { /* gone */ }
-    }
-  });
-}
-
-function findBinary(name: string): string {
-  for (const dir of (process.env.PATH ?? DEFAULT_PATH).split(':')) {
-    const p = path.join(dir, name);
-    try {
-      fs.accessSync(p, fs.constants.X_OK);
-      return p;
-    } catch { /* next */ }
-  }
-  throw new Error(`shared sentinels: '${name}' not found on PATH (run scripts/setup.sh)`);
-}
-
-function tail(file: string, lines = 20): string {
-  try {
-    return fs.readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).map((l) => `    | ${l}`).join('\n');
-  } catch {
-    return '    | (no log)';
-  }
-}
-
-class Proc {
-  child: ChildProcess | undefined;
-  lastExit: string | undefined;
-  exited: Promise<void> = Promise.resolve();
-  readonly name: string;
-  readonly host: string;
-  readonly port: number;
-  readonly binary: string;
-  readonly conf: string;
-  readonly logFile: string;
-  constructor(name: string, host: string, port: number, binary: string, conf: string, logFile: string) {
-    this.name = name;
-    this.host = host;
-    this.port = port;
-    this.binary = binary;
-    this.conf = conf;
-    this.logFile = logFile;
-  }
-
-  start(): void {
-    const fd = fs.openSync(this.logFile, 'a');
-    let child: ChildProcess;
-    try {
-      child = spawn(this.binary, [this.conf], { cwd: path.dirname(this.conf), env: { PATH: DEFAULT_PATH }, stdio: ['ignore', fd, fd] });
-    } finally {
-      fs.closeSync(fd);
-    }
-    this.child = child;
-    live.add(child);
-    this.exited = new Promise((resolve) => {
-      const done = (why: string) => {
-        live.delete(child);
-        if (this.child === child) this.child = undefined;
-        this.lastExit = why;
-        resolve();
-      };
-      child.once('exit', (code, signal) => done(signal ? `killed by ${signal}` : `exited with code ${code}`));
-      child.once('error', (err) => done(`failed to start: ${err.message}`));
-    });
-  }
-
-  async stop(): Promise<void> {
-    const c = this.child;
-    if (!c?.pid) return;
-    try { process.kill(c.pid, 'SIGTERM'); } catch { /* gone */ }
-    if (await Promise.race([this.exited.then(() => true), sleep(TERM_GRACE_MS).then(() => false)])) return;
-    try { process.kill(c.pid, 'SIGKILL'); } catch { /* gone */ }
-    if (!(await Promise.race([this.exited.then(() => true), sleep(TERM_GRACE_MS).then(() => false)]))) {
-      throw new Error(`${this.name} (pid ${c.pid}) did not exit after SIGKILL\n${tail(this.logFile)}`);
-    }
-  }
-
-  describe(): string {
-    return `${this.name} ${this.host}:${this.port} (${this.child ? `pid ${this.child.pid}` : (this.lastExit ?? 'not running')}), log ${this.logFile}:\n${tail(this.logFile)}`;
-  }
-}
-
-function canBind(host: string, port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const srv = net.createServer();
-    srv.once('error', () => resolve(false));
-    srv.listen({ host, port, exclusive: true }, () => srv.close(() => resolve(true)));
-  });
-}
 
 const PER_BLOCK = 250;
 
@@ -200,12 +102,6 @@ function conn(host: string, port: number, password: string): Redis {
   c.on('error', () => { /* surfaced through the command */ });
   return c;
 }
-
-const pairs = (reply: unknown): Record<string, string> => {
-  const out: Record<string, string> = {};
-  if (Array.isArray(reply)) for (let i = 0; i + 1 < reply.length; i += 2) out[String(reply[i])] = String(reply[i + 1]);
-  return out;
-};
 
 export async function startSharedSentinels(opts: SharedSentinelsOptions): Promise<SharedSentinels> {
   const startedAt = nowMs();
@@ -247,7 +143,7 @@ export async function startSharedSentinels(opts: SharedSentinelsOptions): Promis
         `replica-announce-ip ${ip}`, `bind-source-addr ${ip}`, 'repl-diskless-sync yes', 'repl-diskless-sync-delay 0',
         'shutdown-timeout 1', `hz ${hz}`, '',
       ].join('\n'));
-      procs.push(new Proc(name, ip, redisPort, redisServer, conf, path.join(dir, `${name}.log`)));
+      procs.push(new Proc({ name, host: ip, port: redisPort, announced: ip, binary: redisServer, confFile: conf, logFile: path.join(dir, `${name}.log`), env: { PATH: DEFAULT_PATH }, password }));
     }
     groupProcs.push({ masterSet, procs });
   }
@@ -270,7 +166,7 @@ export async function startSharedSentinels(opts: SharedSentinelsOptions): Promis
       );
     }
     fs.writeFileSync(conf, `${lines.join('\n')}\n`);
-    return new Proc(name, ip, sentinelPort, redisSentinel, conf, path.join(dir, `${name}.log`));
+    return new Proc({ name, host: ip, port: sentinelPort, announced: ip, binary: redisSentinel, confFile: conf, logFile: path.join(dir, `${name}.log`), env: { PATH: DEFAULT_PATH }, password });
   });
   const nodeProcs = groupProcs.flatMap((g) => g.procs);
   const all = [...nodeProcs, ...sentinelProcs];
